@@ -1,0 +1,250 @@
+"""The ``abuse-stream`` command. Configuration is loaded here, once, and passed down frozen."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from abuse_stream import __version__
+from abuse_stream.config import Config, ConfigError, load_config
+
+log = logging.getLogger("abuse_stream")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _load(config_path: str | None, overrides: dict[str, Any] | None = None) -> Config:
+    try:
+        cfg = load_config(config_path)
+        if overrides:
+            data = cfg.model_dump()
+            for dotted, value in overrides.items():
+                node = data
+                *parents, leaf = dotted.split(".")
+                for p in parents:
+                    node = node[p]
+                node[leaf] = value
+            cfg = Config.model_validate(data)
+        return cfg
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    except ValueError as e:  # pydantic errors on overrides from options
+        raise click.ClickException(f"invalid option: {e}") from None
+
+
+def _classifier(cfg: Config) -> Any:
+    from abuse_stream.detectors.ua_signatures import UASignatures
+
+    extra = Path(cfg.detection.signatures_file) if cfg.detection.signatures_file else None
+    try:
+        return UASignatures.load(extra)
+    except (OSError, ValueError) as e:
+        raise click.ClickException(f"config key 'detection.signatures_file': {e}") from None
+
+
+def _pipeline(cfg: Config) -> Any:
+    from abuse_stream.pipeline import Pipeline
+
+    try:
+        return Pipeline(cfg, _classifier(cfg))
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+    help="YAML config file (default: $ABUSE_STREAM_CONFIG, else built-in defaults).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="abuse-stream")
+def cli() -> None:
+    """Find malicious bots in mirrored HTTP access logs, out of band."""
+
+
+@cli.command()
+@config_option
+def run(config_path: str | None) -> None:
+    """Run the service: consume the log topic, detect, publish and store verdicts (until SIGTERM)."""
+    from abuse_stream.ingest.kafka import KafkaSource
+    from abuse_stream.kafka_admin import TopicSpec, ensure_topics
+    from abuse_stream.service import Service
+    from abuse_stream.sinks.kafka import KafkaSink
+    from abuse_stream.store.db import Store
+
+    cfg = _load(config_path)
+    _setup_logging(cfg.log_level)
+    pipeline = _pipeline(cfg)
+    k = cfg.kafka
+    if k.create_topics:
+        ensure_topics(k.bootstrap_servers, _topic_specs(cfg, TopicSpec))
+    store = Store(cfg.database.url, retries=cfg.database.write_retries) if cfg.database.url else None
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("received %s: finishing the batch in hand", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    source = KafkaSource(k)
+    sink = KafkaSink(k)
+    try:
+        Service(cfg, pipeline, source, sink, store).run(stop)
+    finally:
+        sink.flush(30)
+        source.close()
+        if store is not None:
+            store.close()
+
+
+def _topic_specs(cfg: Config, TopicSpec: Any) -> dict[str, Any]:
+    k = cfg.kafka
+    return {
+        k.input_topic: TopicSpec(partitions=k.input_partitions),
+        k.dlq_topic: TopicSpec(partitions=1),
+        k.verdicts_topic: TopicSpec(partitions=k.input_partitions),
+        k.ip_lists_topic: TopicSpec(partitions=1, config={"cleanup.policy": "compact"}),
+    }
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@config_option
+@click.option("--format", "fmt", type=click.Choice(["auto", "json", "combined", "common", "log_format"]),
+              default=None, help="Input format (default: config input.format, 'auto').")
+@click.option("--log-format", default=None, help="nginx-style log_format string (implies --format log_format).")
+@click.option("--verdicts-out", type=click.Path(dir_okay=False), default=None,
+              help="Write every verdict as one JSON line here ('-' = stdout).")
+@click.option("--rejected-out", type=click.Path(dir_okay=False), default=None,
+              help="Rejected-lines report (default: <verdicts-out>.rejected, or ./replay.rejected).")
+@click.option("--no-db", is_flag=True, help="Do not write to the database.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+def replay(paths: tuple[str, ...], config_path: str | None, fmt: str | None, log_format: str | None,
+           verdicts_out: str | None, rejected_out: str | None, no_db: bool, progress: bool | None) -> None:
+    """Run the pipeline over log files (plain, .gz, '-' for stdin) in event time."""
+    from abuse_stream.ingest.files import InputError, total_size
+    from abuse_stream.replay import replay as do_replay
+    from abuse_stream.sinks.files import JsonLinesSink, RejectedReport
+    from abuse_stream.store.db import Store, migrate
+
+    overrides: dict[str, Any] = {}
+    if log_format:
+        overrides["input.log_format"] = log_format
+        overrides["input.format"] = fmt or "log_format"
+    elif fmt:
+        overrides["input.format"] = fmt
+    cfg = _load(config_path, overrides)
+    _setup_logging(cfg.log_level)
+    try:
+        pipeline = _pipeline(cfg)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    store = None
+    if not no_db and cfg.database.url:
+        migrate(cfg.database.url)
+        store = Store(cfg.database.url, retries=cfg.database.write_retries)
+    vout = JsonLinesSink(verdicts_out) if verdicts_out else None
+    rej_path = rejected_out or (f"{verdicts_out}.rejected" if verdicts_out and verdicts_out != "-" else "replay.rejected")
+    rout = RejectedReport(rej_path)
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        if show:
+            size = total_size(paths)
+            with click.progressbar(length=size or 0, label="replaying", file=sys.stderr) as bar:
+                summary = do_replay(pipeline, paths, vout, rout, store, progress=bar.update)
+        else:
+            summary = do_replay(pipeline, paths, vout, rout, store)
+    except InputError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        if store is not None:
+            store.close()
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary.rejected_by_reason.items())) or "none"
+    types = ", ".join(f"{k} {v}" for k, v in sorted(summary.verdicts_by_type.items())) or "none"
+    click.echo(
+        f"replayed {summary.lines} lines in {summary.seconds:.2f}s ({summary.lines_per_s:,.0f} lines/s): "
+        f"{summary.accepted} accepted, {summary.rejected} rejected ({reasons})\n"
+        f"verdicts: {summary.verdicts} ({types}); IP-list changes: {summary.ip_changes}\n"
+        f"rejected lines: {rej_path}" + (f"\nverdicts: {verdicts_out}" if verdicts_out and verdicts_out != "-" else ""),
+        err=True,
+    )
+
+
+@cli.command()
+@config_option
+def migrate(config_path: str | None) -> None:
+    """Bring the database schema to the newest Alembic revision."""
+    from abuse_stream.store.db import migrate as do_migrate
+
+    cfg = _load(config_path)
+    _setup_logging(cfg.log_level)
+    if not cfg.database.url:
+        raise click.ClickException("config key 'database.url': no database configured")
+    do_migrate(cfg.database.url)
+    click.echo(f"database at {_redact(cfg.database.url)} is at the newest revision")
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@cli.command()
+@config_option
+@click.option("--scenario", default="demo", show_default=True, help="Simulated traffic scenario.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="demo-out", show_default=True,
+              help="Where the demo writes its SQLite database, traffic and labels.")
+def demo(config_path: str | None, scenario: str, out_dir: str) -> None:
+    """The whole pipeline on embedded defaults: a Tansu broker, SQLite, simulated labelled traffic."""
+    from abuse_stream.demo import run_demo
+
+    cfg_env = dict(os.environ)
+    try:
+        run_demo(config_path, scenario, Path(out_dir), cfg_env)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@cli.command()
+@click.option("--scenario", default="default", show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, help="Traffic file ('-' = stdout).")
+@click.option("--labels", "labels_path", type=click.Path(dir_okay=False), default=None, help="Labels CSV (ip, kind, ...).")
+@click.option("--format", "fmt", type=click.Choice(["json", "combined"]), default="json", show_default=True)
+@click.option("--seed", type=int, default=None)
+@click.option("--scale", type=float, default=None, help="Multiply the number of actors.")
+def simulate(scenario: str, out_path: str, labels_path: str | None, fmt: str, seed: int | None, scale: float | None) -> None:
+    """Write labelled synthetic traffic (humans, good automation and bots) for a scenario."""
+    import dataclasses
+
+    from abuse_stream import simulate as sim
+
+    if scenario not in sim.SCENARIOS:
+        raise click.ClickException(f"unknown scenario {scenario!r}; known: {sorted(sim.SCENARIOS)}")
+    sc = sim.SCENARIOS[scenario]
+    changes = {k: v for k, v in {"seed": seed, "scale": scale}.items() if v is not None}
+    traffic = sim.generate(dataclasses.replace(sc, **changes))
+    target: Any = sys.stdout if out_path == "-" else out_path
+    n = traffic.to_jsonl(target) if fmt == "json" else traffic.to_combined(target)
+    if labels_path:
+        sim.write_labels(traffic.labels, labels_path)
+    click.echo(f"wrote {n} lines ({traffic.labels.height} actors) to {out_path}", err=True)
+
+
+def main() -> None:
+    cli(prog_name="abuse-stream")

@@ -1,0 +1,30 @@
+"""Detectors: small pure plug-ins, one registry.
+
+Add a detector by writing a :class:`~abuse_stream.detectors.base.Detector` subclass and naming it in
+:data:`REGISTRY`; give it parameters and votes in ``data/detection.yaml``. No import-time discovery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from abuse_stream.detectors.bad_user_agent import BadUserAgent
+from abuse_stream.detectors.base import DetectContext, Detector
+from abuse_stream.detectors.request_rate import RequestRate
+
+REGISTRY: dict[str, type[Detector]] = {
+    RequestRate.name: RequestRate,
+    BadUserAgent.name: BadUserAgent,
+}
+
+
+def build_detectors(params: Mapping[str, Mapping[str, Any]]) -> list[Detector]:
+    """Instantiate the configured detectors (config name -> params), in registry order."""
+    unknown = sorted(set(params) - set(REGISTRY))
+    if unknown:
+        raise ValueError(f"config key 'detection.detectors': unknown detector(s) {unknown}; known: {sorted(REGISTRY)}")
+    return [cls(params[name]) for name, cls in REGISTRY.items() if name in params]
+
+
+__all__ = ["REGISTRY", "DetectContext", "Detector", "build_detectors"]

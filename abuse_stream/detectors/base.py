@@ -1,0 +1,114 @@
+"""The detector protocol: a small plug-in that reads features and returns one finding per client.
+
+A detector has a ``name``, a ``description``, the feature columns it ``reads``, a pydantic
+``Params`` model (validated from ``detection.detectors.<name>`` in the config) and one pure method,
+:meth:`Detector.evaluate`, which maps the feature frame of one window step to a findings frame with
+the same row order:
+
+=============  ========  ==================================================================
+column         dtype     meaning
+=============  ========  ==================================================================
+value          Float64   what the detector measured for the client
+baseline       Float64   what is normal for the application (null: no baseline / warming up)
+threshold      Float64   the value compared against
+fired          Boolean   the client looks like a bot by this measure
+worked         Boolean   the detector had enough data to judge (else it does not vote at all)
+fired_types    List[Str] optional: the bot types the firing supports (null: all it votes for)
+detail         String    optional: a short human explanation
+=============  ========  ==================================================================
+
+Votes per bot type are not the detector's business: they live in the detection config, and
+``scoring`` turns findings into confidence. Detectors never read the clock or the environment: event
+time and learned baselines arrive in :class:`DetectContext`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+FINDING_SCHEMA: dict[str, pl.DataType] = {
+    "value": pl.Float64(),
+    "baseline": pl.Float64(),
+    "threshold": pl.Float64(),
+    "fired": pl.Boolean(),
+    "worked": pl.Boolean(),
+}
+OPTIONAL_FINDING_SCHEMA: dict[str, pl.DataType] = {
+    "fired_types": pl.List(pl.String()),
+    "detail": pl.String(),
+}
+
+
+class Baselines(ABC):
+    """What detectors may ask of the learned normal traffic (see ``abuse_stream.baseline``)."""
+
+    @abstractmethod
+    def lookup(self, metric: str, apps: pl.Series) -> pl.Series:
+        """The learned value of ``metric`` per application (null while warming up), aligned with ``apps``."""
+
+
+@dataclass(frozen=True)
+class DetectContext:
+    step_end: float  # event time at which the window ends
+    step_s: float
+    window_s: float
+    baselines: Baselines
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Detector(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    reads: ClassVar[tuple[str, ...]]
+    Params: ClassVar[type[Params]] = Params
+    #: the metric this detector compares against a learned baseline (its finding ``value`` is what
+    #: the baseline learns from normal clients), or None
+    baseline_metric: ClassVar[str | None] = None
+
+    def baseline_quantile(self) -> float:
+        """Which quantile of normal clients' values the baseline reports for this detector."""
+        return 0.5
+
+    def __init__(self, params: Mapping[str, Any] | None = None) -> None:
+        try:
+            self.params = self.Params.model_validate(dict(params or {}))
+        except ValidationError as e:
+            first = e.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise ValueError(
+                f"config key 'detection.detectors.{self.name}.{loc}': {first['msg']}"
+            ) from None
+
+    @abstractmethod
+    def evaluate(self, features: pl.DataFrame, ctx: DetectContext) -> pl.DataFrame:
+        """Return one finding row per feature row (see the module docstring)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params!r})"
+
+
+def check_findings(name: str, findings: pl.DataFrame, rows: int) -> pl.DataFrame:
+    """Validate a detector's output and bring it to the finding schema (shared by all detectors)."""
+    if findings.height != rows:
+        raise ValueError(f"detector {name} returned {findings.height} findings for {rows} clients")
+    missing = [c for c in FINDING_SCHEMA if c not in findings.columns]
+    if missing:
+        raise ValueError(f"detector {name} findings lack columns {missing}")
+    cols = [pl.col(c).cast(t) for c, t in FINDING_SCHEMA.items()]
+    cols += [
+        (pl.col(c).cast(t) if c in findings.columns else pl.lit(None, t).alias(c))
+        for c, t in OPTIONAL_FINDING_SCHEMA.items()
+    ]
+    return findings.select(cols).with_columns(
+        pl.col("fired").fill_null(False) & pl.col("worked").fill_null(False),
+        pl.col("worked").fill_null(False),
+    )

@@ -1,0 +1,1 @@
+"""Ingest: raw access-log lines -> canonical records (a polars frame) + rejected lines with reasons."""

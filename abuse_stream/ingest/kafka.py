@@ -1,0 +1,114 @@
+"""Kafka input: a consumer-group member that hands out batches and commits only what it is told to.
+
+``enable.auto.commit`` is off: the service calls :meth:`KafkaSource.commit` with the batch's
+messages after the batch's verdicts are published and stored. ``caught_up()`` reports whether every
+assigned partition has been read to its end (used to advance event time on an idle stream and by
+the demo to know when to stop).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from abuse_stream.config import KafkaConfig
+
+log = logging.getLogger(__name__)
+
+
+def consumer_config(cfg: KafkaConfig) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": cfg.bootstrap_servers,
+        "group.id": cfg.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": cfg.session_timeout_ms,
+        "partition.assignment.strategy": "cooperative-sticky",
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        "max.partition.fetch.bytes": 16 * 1024 * 1024,
+    }
+    conf.update(cfg.consumer)
+    return conf
+
+
+class KafkaSource:
+    def __init__(
+        self,
+        cfg: KafkaConfig,
+        consumer: Consumer | None = None,
+        on_assign: Callable[[list[TopicPartition]], None] | None = None,
+        on_revoke: Callable[[list[TopicPartition]], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.consumer = consumer or Consumer(consumer_config(cfg), logger=log)
+        self.assignment: set[tuple[str, int]] = set()
+        self.errors = 0
+        self._on_assign, self._on_revoke = on_assign, on_revoke
+        self.consumer.subscribe([cfg.input_topic], on_assign=self._assigned, on_revoke=self._revoked,
+                                on_lost=self._revoked)
+
+    def _assigned(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self.assignment |= {(p.topic, p.partition) for p in parts}
+        log.info("assigned partitions %s", sorted(p.partition for p in parts))
+        if self._on_assign:
+            self._on_assign(parts)
+
+    def _revoked(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self.assignment -= {(p.topic, p.partition) for p in parts}
+        log.info("revoked partitions %s", sorted(p.partition for p in parts))
+        if self._on_revoke:
+            self._on_revoke(parts)
+
+    def poll_batch(self) -> list[Message]:
+        """Up to ``batch_size`` messages (waits at most ``batch_timeout_s``); transport errors are logged."""
+        msgs = self.consumer.consume(num_messages=self.cfg.batch_size, timeout=self.cfg.batch_timeout_s)
+        good = []
+        for m in msgs:
+            err = m.error()
+            if err is None:
+                good.append(m)
+            elif err.code() == KafkaError._PARTITION_EOF:
+                continue
+            elif err.fatal():
+                raise KafkaException(err)
+            else:
+                self.errors += 1
+                log.warning("consumer error: %s", err)
+        return good
+
+    def commit(self, msgs: Sequence[Message]) -> None:
+        """Synchronously commit the offsets after the given messages (per partition: last + 1)."""
+        if not msgs:
+            return
+        top: dict[tuple[str, int], int] = {}
+        for m in msgs:
+            k = (m.topic(), m.partition())
+            top[k] = max(top.get(k, -1), m.offset())
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in top.items()]
+        self.consumer.commit(offsets=offsets, asynchronous=False)
+
+    def lag(self) -> int | None:
+        """Messages not yet read on the assigned partitions (None before the first assignment)."""
+        if not self.assignment:
+            return None
+        parts = [TopicPartition(t, p) for t, p in sorted(self.assignment)]
+        total = 0
+        for tp in self.consumer.position(parts):
+            low, high = self.consumer.get_watermark_offsets(tp, timeout=5.0, cached=False)
+            pos = tp.offset if tp.offset != OFFSET_INVALID else None
+            if pos is None:
+                committed = self.consumer.committed([TopicPartition(tp.topic, tp.partition)], timeout=5.0)[0].offset
+                pos = committed if committed >= 0 else low
+            total += max(0, high - pos)
+        return total
+
+    def caught_up(self) -> bool:
+        lag = self.lag()
+        return lag == 0
+
+    def close(self) -> None:
+        self.consumer.close()

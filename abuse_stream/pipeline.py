@@ -1,0 +1,173 @@
+"""The pipeline: one object that runs the pure stages over a batch, shared by ``run`` and ``replay``.
+
+    lines --parse--> records --enrich--> window.add --(closed steps)--> features --> detectors
+          --> scoring --> verdicts + IP-list changes;  baselines learn from unflagged clients
+
+No I/O happens here: callers hand in lines (or records) and event time, and get back a
+:class:`BatchOutput` to publish, store and report. Event time drives everything; ``advance_to``
+lets the service move event time forward while the input is idle (so the last steps of a quiet
+stream are still judged and list entries still expire), and ``finish`` closes every open step at the
+end of a replay.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from abuse_stream.baseline import TrafficBaselines
+from abuse_stream.config import Config
+from abuse_stream.detectors import build_detectors
+from abuse_stream.detectors.base import DetectContext, check_findings
+from abuse_stream.features import UAClassifier, client_features, enrich
+from abuse_stream.ingest.parse import LineParser, build_parser
+from abuse_stream.ingest.schema import Rejected
+from abuse_stream.scoring import confidence_columns, detections
+from abuse_stream.verdicts import VerdictBook
+from abuse_stream.window import ClosedStep, WindowState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchOutput:
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    ip_changes: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    accepted: int = 0
+
+    def extend(self, other: BatchOutput) -> None:
+        self.verdicts += other.verdicts
+        self.ip_changes += other.ip_changes
+        self.rejected += other.rejected
+        self.accepted += other.accepted
+
+
+@dataclass
+class PipelineStats:
+    lines: int = 0
+    accepted: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    verdicts_by_type: dict[str, int] = field(default_factory=dict)
+    steps: int = 0
+    learnt: int = 0
+
+
+class Pipeline:
+    def __init__(self, cfg: Config, classifier: UAClassifier, parser: LineParser | None = None) -> None:
+        self.cfg = cfg
+        self.classifier = classifier
+        self.parser = parser or build_parser(cfg.input.format, cfg.input.log_format, cfg.input.max_line_bytes)
+        self.detectors = build_detectors(cfg.detection.detectors)
+        self.window = WindowState(cfg.window)
+        self.baselines = TrafficBaselines(
+            cfg.detection.baseline,
+            {d.baseline_metric: d.baseline_quantile() for d in self.detectors if d.baseline_metric},
+        )
+        self.book = VerdictBook([d.name for d in self.detectors], cfg.detection.bot_types)
+        self.stats = PipelineStats()
+
+    # -- entry points ------------------------------------------------------------------------------
+
+    def process_lines(self, lines: Sequence[bytes]) -> BatchOutput:
+        """Parse raw lines and run them through the pipeline."""
+        result = self.parser.parse(lines)
+        self.stats.lines += len(lines)
+        bad = {r.index for r in result.rejected}
+        good_idx = [i for i in range(len(lines)) if i not in bad] if bad else None
+        records = result.records.with_columns(
+            _line=pl.Series(good_idx, dtype=pl.Int64) if good_idx is not None else pl.int_range(0, result.records.height, dtype=pl.Int64)
+        )
+        out = self.process_records(records, lines)
+        out.rejected = list(result.rejected) + out.rejected
+        self._count_rejects(result.rejected)
+        return out
+
+    def process_records(self, records: pl.DataFrame, lines: Sequence[bytes] | None = None) -> BatchOutput:
+        """Run canonical records (optionally with a ``_line`` index into ``lines``) through the stages."""
+        out = BatchOutput()
+        if records.height:
+            enriched = enrich(records, self.cfg.window.key, self.classifier)
+            late = self.window.add(enriched)
+            out.accepted = records.height - late.height
+            self.stats.accepted += out.accepted
+            if late.height:
+                late_rej = self._late_rejects(late, lines)
+                out.rejected += late_rej
+                self._count_rejects(late_rej)
+        out.extend(self._evaluate(self.window.close_ready()))
+        return out
+
+    def advance_to(self, event_time: float) -> BatchOutput:
+        """Let event time reach ``event_time`` without input (idle stream): close steps, expire entries."""
+        out = self._evaluate(self.window.close_ready(until=event_time - self.cfg.window.lateness_s))
+        out.ip_changes += self.book.expire(event_time - self.cfg.window.lateness_s)
+        return out
+
+    def finish(self) -> BatchOutput:
+        """End of input (replay): close and judge every open step."""
+        return self._evaluate(self.window.flush())
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _evaluate(self, steps: list[ClosedStep]) -> BatchOutput:
+        out = BatchOutput()
+        for step in steps:
+            out.ip_changes += self.book.expire(step.end)
+            v, c = self._judge(step)
+            out.verdicts += v
+            out.ip_changes += c
+        return out
+
+    def _judge(self, step: ClosedStep) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        self.stats.steps += 1
+        w = self.cfg.window
+        feats = client_features(step.clients, w.length_s)
+        ctx = DetectContext(step_end=step.end, step_s=w.step_s, window_s=w.length_s, baselines=self.baselines)
+        parts = [feats]
+        for d in self.detectors:
+            f = check_findings(d.name, d.evaluate(feats, ctx), feats.height)
+            parts.append(f.rename({c: f"{d.name}__{c}" for c in f.columns}))
+        scored = confidence_columns(pl.concat(parts, how="horizontal"), self.cfg.detection.bot_types)
+        hits = detections(scored, self.cfg)
+        verdicts, changes = self.book.decide(scored, hits, step.start, step.end)
+        for v in verdicts:
+            self.stats.verdicts_by_type[v["bot_type"]] = self.stats.verdicts_by_type.get(v["bot_type"], 0) + 1
+        self._learn(scored, hits, step.bucket)
+        return verdicts, changes
+
+    def _learn(self, scored: pl.DataFrame, hits: pl.DataFrame, bucket: int) -> None:
+        learners = [d for d in self.detectors if d.baseline_metric]
+        if not learners:
+            return
+        any_fired = pl.any_horizontal([pl.col(f"{d.name}__fired") for d in self.detectors])
+        flagged = scored.with_row_index("row").select("row", any_fired.alias("f"))
+        hit_rows = hits["row"].unique()
+        eligible = (~flagged["f"]) & (~flagged["row"].is_in(hit_rows.implode()))
+        listed = {k for (k, _bt) in self.book.active}
+        if listed:
+            eligible = eligible & ~scored["key"].is_in(pl.Series(list(listed)).implode())
+        self.stats.learnt += self.baselines.learn(
+            scored["host"],
+            {d.baseline_metric: scored[f"{d.name}__value"] for d in learners if d.baseline_metric},
+            eligible,
+            bucket,
+        )
+
+    def _late_rejects(self, late: pl.DataFrame, lines: Sequence[bytes] | None) -> list[Rejected]:
+        limit = (self.window.closed_until or 0) * self.cfg.window.step_s
+        out = []
+        idx = late["_line"].to_list() if "_line" in late.columns else [None] * late.height
+        for i, ts in zip(idx, late["ts"].to_list(), strict=True):
+            raw = lines[i] if (lines is not None and i is not None) else b""
+            out.append(Rejected(index=i if i is not None else -1, raw=raw, reason="late",
+                                detail=f"event time {ts:.3f} is before the closed window edge {limit:.3f}"))
+        return out
+
+    def _count_rejects(self, rejected: Sequence[Rejected]) -> None:
+        for r in rejected:
+            self.stats.rejected_by_reason[r.reason] = self.stats.rejected_by_reason.get(r.reason, 0) + 1

@@ -1,0 +1,121 @@
+"""The service loop behind ``abuse-stream run``:
+
+    consume a batch -> pipeline -> dead letters + verdicts + IP-list changes to Kafka (flush)
+    -> verdicts + changes to the store (one transaction) -> commit the batch's offsets
+
+Offsets are committed only after both the topic and the database acknowledged, so a crash at any
+point replays the batch, and the idempotent store and deterministic ``verdict_id`` make the replay
+harmless. When every assigned partition is caught up and no input arrived for
+``window.idle_advance_s`` of wall time, event time is advanced by the wall time that passed, so the
+last window steps of a quiet stream are still judged and list entries still expire.
+
+The wall clock is read here (the edge), never in the pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Message
+
+from abuse_stream.config import Config
+from abuse_stream.ingest.kafka import KafkaSource
+from abuse_stream.pipeline import BatchOutput, Pipeline
+from abuse_stream.sinks.kafka import KafkaSink
+from abuse_stream.store.db import Store
+from abuse_stream.verdicts import rfc3339
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceStats:
+    batches: int = 0
+    messages: int = 0
+    verdicts: int = 0
+    ip_changes: int = 0
+    dead_letters: int = 0
+    commits: int = 0
+
+
+class Service:
+    def __init__(
+        self,
+        cfg: Config,
+        pipeline: Pipeline,
+        source: KafkaSource,
+        sink: KafkaSink,
+        store: Store | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = cfg
+        self.pipeline = pipeline
+        self.source = source
+        self.sink = sink
+        self.store = store
+        self.clock = clock
+        self.stats = ServiceStats()
+
+    def run(self, stop: threading.Event, until_caught_up: bool = False, max_idle_polls: int = 6) -> ServiceStats:
+        """Loop until ``stop`` is set (or, with ``until_caught_up``, until the input is exhausted)."""
+        last_input = self.clock()
+        idle_polls = 0
+        while not stop.is_set():
+            msgs = self.source.poll_batch()
+            if msgs:
+                idle_polls = 0
+                last_input = self.clock()
+                out = self.pipeline.process_lines([m.value() or b"" for m in msgs])
+                self._deliver(out, msgs)
+                continue
+            idle_polls += 1
+            if until_caught_up:
+                if idle_polls >= 2 and self.source.assignment and self.source.caught_up():
+                    self._deliver(self.pipeline.finish(), [])
+                    break
+                if idle_polls > max_idle_polls * 20 and not self.source.assignment:
+                    raise RuntimeError("no partitions assigned: is the input topic there?")
+                continue
+            idle = self.clock() - last_input
+            if idle >= self.cfg.window.idle_advance_s and math.isfinite(self.pipeline.window.max_ts):
+                if self.source.caught_up():
+                    out = self.pipeline.advance_to(self.pipeline.window.max_ts + idle)
+                    if out.verdicts or out.ip_changes:
+                        self._deliver(out, [])
+        log.info("stopping: %s", self.stats)
+        return self.stats
+
+    def _deliver(self, out: BatchOutput, msgs: Sequence[Message]) -> None:
+        """Publish, store, then commit. Raises (without committing) if any step failed."""
+        now = rfc3339(self.clock())
+        if out.rejected:
+            sources: list[dict[str, Any]] = []
+            for r in out.rejected:
+                m = msgs[r.index] if 0 <= r.index < len(msgs) else None
+                sources.append(
+                    {"topic": m.topic(), "partition": m.partition(), "offset": m.offset(), "key": m.key()}
+                    if m is not None
+                    else {}
+                )
+            self.sink.add_dead_letters(out.rejected, sources, now)
+        self.sink.add_verdicts(out.verdicts)
+        self.sink.add_ip_changes(out.ip_changes)
+        self.sink.flush()
+        if self.store is not None:
+            self.store.write_batch(out.verdicts, out.ip_changes)
+        self.source.commit(msgs)
+        self.stats.batches += 1
+        self.stats.messages += len(msgs)
+        self.stats.verdicts += len(out.verdicts)
+        self.stats.ip_changes += len(out.ip_changes)
+        self.stats.dead_letters += len(out.rejected)
+        self.stats.commits += 1 if msgs else 0
+        if out.verdicts:
+            log.info("batch: %d messages, %d verdicts, %d list changes, %d rejected",
+                     len(msgs), len(out.verdicts), len(out.ip_changes), len(out.rejected))

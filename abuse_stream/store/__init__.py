@@ -1,0 +1,1 @@
+"""Store: verdicts and IP lists in Postgres (production) or SQLite (embedded), schema by Alembic."""

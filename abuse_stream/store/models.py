@@ -1,0 +1,71 @@
+"""Tables (SQLAlchemy Core). The schema itself is created only by the Alembic migrations in
+``migrations/``; these definitions mirror them for queries and inserts."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+verdicts = Table(
+    "verdicts",
+    metadata,
+    Column("verdict_id", String(64), primary_key=True),
+    Column("ip", String(64), nullable=False, index=True),
+    Column("session", Text),
+    Column("bot_type", String(64), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("profile", String(128), nullable=False),
+    Column("tolerance", String(16), nullable=False),
+    Column("application", Text),
+    Column("detected_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("window_start", DateTime(timezone=True), nullable=False),
+    Column("window_end", DateTime(timezone=True), nullable=False),
+    Column("window_requests", Integer, nullable=False),
+    Column("detectors", JSON, nullable=False),
+    Column("stored_at", DateTime(timezone=True), nullable=False),
+)
+
+ip_list_changes = Table(
+    "ip_list_changes",
+    metadata,
+    Column("change_id", String(64), primary_key=True),
+    Column("list", String(16), nullable=False),
+    Column("value", String(64), nullable=False, index=True),
+    Column("op", String(16), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("reason", Text),
+    Column("bot_type", String(64)),
+    Column("verdict_id", String(64)),
+    Column("source", String(16), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+ip_list_entries = Table(
+    "ip_list_entries",
+    metadata,
+    Column("list", String(16), nullable=False),
+    Column("value", String(64), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("reason", Text),
+    Column("bot_type", String(64)),
+    Column("verdict_id", String(64)),
+    Column("source", String(16), nullable=False),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("removed_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("list", "value", name="pk_ip_list_entries"),
+)

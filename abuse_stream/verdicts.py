@@ -1,0 +1,180 @@
+"""Verdicts: detections -> verdict records (contracts §3) and IP-list changes (contracts §4).
+
+The :class:`VerdictBook` remembers, in event time, which (client, bot type) pairs already have a
+live verdict and which IP-list entries it created, so that:
+
+* a client gets one verdict per bot type while its entry is active (no repeat every window step);
+* a second bot type for an already listed IP *extends* the entry instead of adding a duplicate;
+* when an entry's ``expires_at`` passes (event time), a ``remove`` change is emitted, followed by a
+  tombstone on the compacted topic.
+
+``verdict_id`` is a hash of (client key, bot type, profile, window end): the same input produces
+the same id, so the store and downstream consumers deduplicate on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from abuse_stream.config import BotTypeConfig
+
+
+def rfc3339(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def verdict_id(key: str, bot_type: str, profile: str, window_end: float) -> str:
+    raw = f"v1|{key}|{bot_type}|{profile}|{window_end:.3f}".encode()
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def change_id(change: Mapping[str, Any]) -> str:
+    raw = "|".join(str(change.get(k)) for k in ("list", "value", "op", "changed_at", "verdict_id", "source"))
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+@dataclass
+class ListEntry:
+    list: str
+    value: str
+    bot_type: str
+    verdict_id: str
+    expires_at: float | None
+    reason: str
+
+
+@dataclass
+class BookStats:
+    verdicts: int = 0
+    suppressed: int = 0
+    changes: int = 0
+
+
+@dataclass
+class VerdictBook:
+    detector_names: list[str]
+    bot_types: Mapping[str, BotTypeConfig]
+    active: dict[tuple[str, str], float] = field(default_factory=dict)  # (key, bot type) -> until
+    entries: dict[tuple[str, str], ListEntry] = field(default_factory=dict)  # (list, ip) -> entry
+    stats: BookStats = field(default_factory=BookStats)
+
+    def expire(self, now: float) -> list[dict[str, Any]]:
+        """Drop everything that lapsed at or before event time ``now``; returns the ``remove`` changes."""
+        self.active = {k: t for k, t in self.active.items() if t > now}
+        changes = []
+        for k, e in list(self.entries.items()):
+            if e.expires_at is not None and e.expires_at <= now:
+                del self.entries[k]
+                changes.append(self._change(e, "remove", e.expires_at))
+        return changes
+
+    def decide(
+        self, scored: pl.DataFrame, hits: pl.DataFrame, window_start: float, window_end: float
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Turn detections (``scoring.detections`` rows over ``scored``) into verdicts and list changes."""
+        verdicts: list[dict[str, Any]] = []
+        changes: list[dict[str, Any]] = []
+        if hits.height == 0:
+            return verdicts, changes
+        rows = scored.with_row_index("row").join(hits.select("row").unique(), on="row", how="semi")
+        by_row = {r["row"]: r for r in rows.iter_rows(named=True)}
+        for h in hits.iter_rows(named=True):
+            r = by_row[h["row"]]
+            key, bt = r["key"], h["bot_type"]
+            detected_at = float(r["last_ts"])
+            if self.active.get((key, bt), float("-inf")) > detected_at:
+                self.stats.suppressed += 1
+                continue
+            action = h["action"]
+            expires = None if action == "monitor" else detected_at + float(h["duration_s"])
+            vid = verdict_id(key, bt, h["profile"], window_end)
+            dets = self._detector_entries(r, bt)
+            verdict = {
+                "verdict_id": vid,
+                "ip": r["ip"],
+                "session": r["session"] if key != r["ip"] else None,
+                "bot_type": bt,
+                "confidence": round(float(h["confidence"]), 4),
+                "action": action,
+                "profile": h["profile"],
+                "tolerance": h["tolerance"],
+                "detected_at": rfc3339(detected_at),
+                "expires_at": rfc3339(expires),
+                "window": {"start": rfc3339(window_start), "end": rfc3339(window_end), "requests": int(r["requests"])},
+                "detectors": dets,
+                "application": r["host"],
+            }
+            verdicts.append(verdict)
+            self.stats.verdicts += 1
+            self.active[(key, bt)] = expires if expires is not None else detected_at + float(h["duration_s"])
+            if action != "monitor":
+                changes.append(self._list(r["ip"], action, bt, vid, expires, detected_at, dets))
+        return verdicts, changes
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _detector_entries(self, r: Mapping[str, Any], bt: str) -> list[dict[str, Any]]:
+        votes = self.bot_types[bt].votes
+        out = []
+        for d in self.detector_names:
+            types = r.get(f"{d}__fired_types")
+            fired = bool(r[f"{d}__fired"])
+            counted = fired and (types is None or bt in types) and votes.get(d, 0) > 0
+            out.append(
+                {
+                    "name": d,
+                    "fired": fired,
+                    "value": _num(r[f"{d}__value"]),
+                    "baseline": _num(r[f"{d}__baseline"]),
+                    "threshold": _num(r[f"{d}__threshold"]),
+                    "votes": votes.get(d, 0),
+                    "counted": counted,
+                    "worked": bool(r[f"{d}__worked"]),
+                    "detail": r.get(f"{d}__detail"),
+                }
+            )
+        return out
+
+    def _list(
+        self, ip: str, lst: str, bt: str, vid: str, expires: float | None, now: float, dets: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        fired = ", ".join(d["name"] for d in dets if d["counted"]) or "-"
+        reason = f"{bt}: {fired}"
+        existing = self.entries.get((lst, ip))
+        if existing is not None and (existing.expires_at is None or existing.expires_at > now):
+            if existing.expires_at is not None and (expires is None or expires > existing.expires_at):
+                existing.expires_at = expires
+            existing.verdict_id, existing.bot_type, existing.reason = vid, bt, reason
+            return self._change(existing, "extend", now)
+        entry = ListEntry(list=lst, value=ip, bot_type=bt, verdict_id=vid, expires_at=expires, reason=reason)
+        self.entries[(lst, ip)] = entry
+        return self._change(entry, "add", now)
+
+    def _change(self, e: ListEntry, op: str, at: float) -> dict[str, Any]:
+        self.stats.changes += 1
+        return {
+            "list": e.list,
+            "value": e.value,
+            "op": op,
+            "expires_at": rfc3339(e.expires_at),
+            "reason": e.reason,
+            "bot_type": e.bot_type,
+            "verdict_id": e.verdict_id,
+            "source": "detector",
+            "changed_at": rfc3339(at),
+        }
+
+
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    f = float(v)
+    return None if f != f else round(f, 4)  # NaN -> null

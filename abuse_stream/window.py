@@ -1,0 +1,296 @@
+"""Sliding windows per client in event time, kept as per-client time-bucket aggregates.
+
+Records never stay in memory as rows: each batch is aggregated per ``(client key, bucket)`` with
+polars group-bys (bucket = ``floor(ts / step_s)``), and those partial aggregates are merged into the
+state. A bucket is *open* while records for it may still arrive (the watermark ``max event time -
+lateness`` has not passed its end) and *closed* afterwards. When a bucket closes, the clients active
+in it are evaluated over the window that ends there: the closed buckets of the last ``length_s``
+seconds. Evaluation is therefore driven by event time alone (deterministic for the same input,
+whatever the batching) and costs in proportion to the active clients, not to all tracked clients.
+
+Timeline (step 10 s, window 30 s, lateness 5 s)::
+
+    event time  0    10   20   30   40
+    buckets     |-b0-|-b1-|-b2-|-b3-|
+    records       x x   x    xx  x    <- max ts 38: watermark 33 closes b0..b2
+    evaluate b2: window = b0+b1+b2 for clients active in b2
+
+A record older than the newest closed bucket is *late*: it is handed back to the caller (which
+dead-letters it with reason ``late``) instead of silently changing a window already judged.
+
+State is bounded: buckets older than the window are dropped (a client's state lives at most
+``length_s`` after its last request), and when more than ``max_clients`` clients are tracked the
+least recently seen are evicted and counted.
+
+The stage reads these columns of the enriched record frame (see ``features.enrich``): ``key, ts,
+ip, session, host, method, status, bytes, latency_ms, ua, ua_class, path_hash, ua_hash``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from abuse_stream.config import WindowConfig
+
+#: schema of one bucket aggregate (one row per client and bucket)
+BUCKET_SCHEMA: dict[str, pl.DataType] = {
+    "key": pl.String(),
+    "bucket": pl.Int64(),
+    "ip": pl.String(),
+    "session": pl.String(),
+    "host": pl.String(),
+    "n": pl.Int64(),
+    "first_ts": pl.Float64(),
+    "last_ts": pl.Float64(),
+    "gap_sum": pl.Float64(),
+    "gap_sq": pl.Float64(),
+    "gap_n": pl.Int64(),
+    "n_2xx": pl.Int64(),
+    "n_3xx": pl.Int64(),
+    "n_4xx": pl.Int64(),
+    "n_5xx": pl.Int64(),
+    "n_get": pl.Int64(),
+    "n_post": pl.Int64(),
+    "bytes_sum": pl.Int64(),
+    "lat_sum": pl.Float64(),
+    "lat_n": pl.Int64(),
+    "ua_class": pl.UInt8(),
+    "ua": pl.String(),
+    "ua_hashes": pl.List(pl.UInt64()),
+    "path_hashes": pl.List(pl.UInt64()),
+}
+
+
+def _sum_aggs() -> list[pl.Expr]:
+    return [
+        pl.col(c).sum()
+        for c in ("n", "n_2xx", "n_3xx", "n_4xx", "n_5xx", "n_get", "n_post", "bytes_sum", "lat_sum", "lat_n")
+    ]
+
+
+def aggregate_records(records: pl.DataFrame, step_s: float, max_paths: int, max_uas: int = 32) -> pl.DataFrame:
+    """Aggregate enriched records into one row per (key, bucket) with :data:`BUCKET_SCHEMA`."""
+    if records.height == 0:
+        return pl.DataFrame(schema=BUCKET_SCHEMA)
+    df = records.with_columns(bucket=(pl.col("ts") / step_s).floor().cast(pl.Int64)).sort("key", "ts")
+    status = pl.col("status")
+    df = df.with_columns(
+        gap=pl.col("ts").diff().over("key", "bucket"),
+        n=pl.lit(1, pl.Int64),
+        n_2xx=((status >= 200) & (status < 300)).cast(pl.Int64),
+        n_3xx=((status >= 300) & (status < 400)).cast(pl.Int64),
+        n_4xx=((status >= 400) & (status < 500)).cast(pl.Int64),
+        n_5xx=(status >= 500).cast(pl.Int64),
+        n_get=(pl.col("method") == "GET").cast(pl.Int64),
+        n_post=(pl.col("method") == "POST").cast(pl.Int64),
+        bytes_sum=pl.col("bytes").fill_null(0),
+        lat_sum=pl.col("latency_ms").fill_null(0.0),
+        lat_n=pl.col("latency_ms").is_not_null().cast(pl.Int64),
+    )
+    out = df.group_by("key", "bucket").agg(
+        pl.col("ip").last(),
+        pl.col("session").drop_nulls().last(),
+        pl.col("host").drop_nulls().last(),
+        *_sum_aggs(),
+        pl.col("ts").min().alias("first_ts"),
+        pl.col("ts").max().alias("last_ts"),
+        pl.col("gap").sum().alias("gap_sum"),
+        (pl.col("gap") ** 2).sum().alias("gap_sq"),
+        pl.col("gap").count().cast(pl.Int64).alias("gap_n"),
+        pl.col("ua_class").max(),
+        pl.col("ua").sort_by("ua_class").last(),
+        pl.col("ua_hash").unique().head(max_uas).alias("ua_hashes"),
+        pl.col("path_hash").unique().head(max_paths).alias("path_hashes"),
+    )
+    return out.select([pl.col(c).cast(t) for c, t in BUCKET_SCHEMA.items()])
+
+
+def merge_buckets(frames: list[pl.DataFrame], max_paths: int, max_uas: int = 32) -> pl.DataFrame:
+    """Merge partial aggregates of the same (key, bucket) into one row (the gap across parts is added)."""
+    df = pl.concat(frames, how="vertical")
+    if df.height == 0:
+        return df
+    df = df.sort("key", "bucket", "first_ts").with_columns(
+        joint=(pl.col("first_ts") - pl.col("last_ts").shift(1)).over("key", "bucket").clip(lower_bound=0.0)
+    )
+    out = df.group_by("key", "bucket").agg(
+        pl.col("ip").last(),
+        pl.col("session").drop_nulls().last(),
+        pl.col("host").drop_nulls().last(),
+        *_sum_aggs(),
+        pl.col("first_ts").min(),
+        pl.col("last_ts").max(),
+        (pl.col("gap_sum").sum() + pl.col("joint").sum()).alias("gap_sum"),
+        (pl.col("gap_sq").sum() + (pl.col("joint") ** 2).sum()).alias("gap_sq"),
+        (pl.col("gap_n").sum() + pl.col("joint").count()).alias("gap_n"),
+        pl.col("ua_class").max(),
+        pl.col("ua").sort_by("ua_class").last(),
+        pl.col("ua_hashes").list.explode(keep_nulls=False, empty_as_null=False).unique().head(max_uas),
+        pl.col("path_hashes").list.explode(keep_nulls=False, empty_as_null=False).unique().head(max_paths),
+    )
+    return out.select([pl.col(c).cast(t) for c, t in BUCKET_SCHEMA.items()])
+
+
+@dataclass
+class ClosedStep:
+    """One closed bucket: the window aggregate of every client active in it."""
+
+    bucket: int
+    start: float  # window start (event time)
+    end: float  # window end = bucket end (event time)
+    clients: pl.DataFrame  # one row per active client, see WindowState.window_for
+
+
+@dataclass
+class WindowStats:
+    late: int = 0
+    evicted: int = 0
+    closed_steps: int = 0
+
+
+@dataclass
+class WindowState:
+    """Per-client bucketed sliding-window state. Pure: event time comes in with the records."""
+
+    cfg: WindowConfig
+    open: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=BUCKET_SCHEMA))
+    closed: deque[tuple[int, pl.DataFrame]] = field(default_factory=deque)
+    max_ts: float = -math.inf
+    closed_until: int | None = None  # buckets < this index are closed
+    stats: WindowStats = field(default_factory=WindowStats)
+
+    @property
+    def buckets_per_window(self) -> int:
+        return round(self.cfg.length_s / self.cfg.step_s)
+
+    @property
+    def watermark(self) -> float:
+        return self.max_ts - self.cfg.lateness_s
+
+    def tracked_clients(self) -> int:
+        keys = [f.select("key") for _, f in self.closed] + [self.open.select("key")]
+        return pl.concat(keys).n_unique() if keys else 0
+
+    def add(self, records: pl.DataFrame) -> pl.DataFrame:
+        """Merge enriched records into the open buckets; returns the rows that were too late."""
+        if records.height == 0:
+            return records
+        late_mask = None
+        if self.closed_until is not None:
+            limit = self.closed_until * self.cfg.step_s
+            late_mask = pl.col("ts") < limit
+            late = records.filter(late_mask)
+            records = records.filter(~late_mask)
+        else:
+            late = records.clear()
+        self.stats.late += late.height
+        if records.height:
+            agg = aggregate_records(records, self.cfg.step_s, self.cfg.max_paths_per_bucket)
+            self.open = (
+                agg if self.open.height == 0 else merge_buckets([self.open, agg], self.cfg.max_paths_per_bucket)
+            )
+            self.max_ts = max(self.max_ts, float(records["ts"].max()))  # type: ignore[arg-type]
+        return late
+
+    def close_ready(self, until: float | None = None) -> list[ClosedStep]:
+        """Close every open bucket that ends at or before ``until`` (default: the watermark).
+
+        Returns one :class:`ClosedStep` per closed bucket that had traffic, oldest first. Empty
+        buckets are skipped (nothing to evaluate), so sparse traffic costs nothing per idle step.
+        """
+        limit_ts = self.watermark if until is None else until
+        if not math.isfinite(limit_ts):
+            return []
+        limit = math.floor(limit_ts / self.cfg.step_s)  # buckets with index < limit end <= limit_ts
+        if self.closed_until is not None and limit <= self.closed_until:
+            return []
+        steps: list[ClosedStep] = []
+        if self.open.height:
+            ready = self.open.filter(pl.col("bucket") < limit)
+            self.open = self.open.filter(pl.col("bucket") >= limit)
+            for (b,), frame in sorted(ready.partition_by("bucket", as_dict=True).items()):
+                self._push_closed(int(b), frame)  # type: ignore[arg-type]
+                steps.append(self._evaluate(int(b), frame))  # type: ignore[arg-type]
+        self.closed_until = limit
+        self._expire(limit - 1)
+        return steps
+
+    def flush(self) -> list[ClosedStep]:
+        """End of stream: close every open bucket."""
+        if not math.isfinite(self.max_ts):
+            return []
+        return self.close_ready(until=(math.floor(self.max_ts / self.cfg.step_s) + 1) * self.cfg.step_s)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _push_closed(self, bucket: int, frame: pl.DataFrame) -> None:
+        self.closed.append((bucket, frame.drop("bucket").with_columns(bucket=pl.lit(bucket, pl.Int64))))
+        self._expire(bucket)
+        self._enforce_cap()
+
+    def _expire(self, newest_bucket: int) -> None:
+        oldest_kept = newest_bucket - self.buckets_per_window + 1
+        while self.closed and self.closed[0][0] < oldest_kept:
+            self.closed.popleft()
+
+    def _enforce_cap(self) -> None:
+        cap = self.cfg.max_clients
+        rows = sum(f.height for _, f in self.closed) + self.open.height
+        if rows <= cap:
+            return
+        frames = [f.select("key", "bucket") for _, f in self.closed] + [self.open.select("key", "bucket")]
+        last_seen = pl.concat(frames).group_by("key").agg(pl.col("bucket").max())
+        if last_seen.height <= cap:
+            return
+        keep_n = int(cap * 0.9)
+        evict = last_seen.sort("bucket", descending=True).slice(keep_n).select("key")
+        self.stats.evicted += evict.height
+        self.closed = deque((b, f.join(evict, on="key", how="anti")) for b, f in self.closed)
+        self.open = self.open.join(evict, on="key", how="anti")
+
+    def _evaluate(self, bucket: int, current: pl.DataFrame) -> ClosedStep:
+        self.stats.closed_steps += 1
+        step = self.cfg.step_s
+        first = bucket - self.buckets_per_window + 1
+        frames = [f for b, f in self.closed if first <= b <= bucket]
+        active = current.select("key")
+        win = pl.concat(frames, how="vertical").join(active, on="key", how="semi")
+        return ClosedStep(bucket=bucket, start=first * step, end=(bucket + 1) * step, clients=window_aggregate(win, bucket))
+
+
+def window_aggregate(win: pl.DataFrame, bucket: int, recent_steps: int = 6) -> pl.DataFrame:
+    """Collapse a client's buckets in the window into one row of sums (features derive from these).
+
+    ``recent_counts`` lists the requests in each of the last ``recent_steps`` buckets, newest last
+    (0 for a bucket without traffic), for detectors that need "consistently", not "once".
+    """
+    win = win.sort("key", "bucket").with_columns(
+        joint=(pl.col("first_ts") - pl.col("last_ts").shift(1)).over("key").clip(lower_bound=0.0)
+    )
+    recent = [
+        pl.col("n").filter(pl.col("bucket") == bucket - i).sum().alias(f"_r{i}") for i in range(recent_steps)
+    ]
+    out = win.group_by("key").agg(
+        pl.col("ip").last(),
+        pl.col("session").drop_nulls().last(),
+        pl.col("host").drop_nulls().last(),
+        *_sum_aggs(),
+        pl.col("first_ts").min(),
+        pl.col("last_ts").max(),
+        (pl.col("gap_sum").sum() + pl.col("joint").sum()).alias("gap_sum"),
+        (pl.col("gap_sq").sum() + (pl.col("joint") ** 2).sum()).alias("gap_sq"),
+        (pl.col("gap_n").sum() + pl.col("joint").count()).alias("gap_n"),
+        pl.col("ua_class").max(),
+        pl.col("ua").sort_by("ua_class").last(),
+        pl.col("ua_hashes").list.explode(keep_nulls=False, empty_as_null=False).n_unique().alias("distinct_uas"),
+        pl.col("path_hashes").list.explode(keep_nulls=False, empty_as_null=False).n_unique().alias("distinct_paths"),
+        pl.len().alias("active_steps"),
+        *recent,
+    )
+    return out.with_columns(
+        recent_counts=pl.concat_list([pl.col(f"_r{i}") for i in reversed(range(recent_steps))])
+    ).drop([f"_r{i}" for i in range(recent_steps)])
