@@ -73,15 +73,18 @@ class Pipeline:
 
     # -- entry points ------------------------------------------------------------------------------
 
-    def process_lines(self, lines: Sequence[bytes]) -> BatchOutput:
-        """Parse raw lines and run them through the pipeline."""
+    def process_lines(self, lines: Sequence[bytes], sources: Sequence[int] | None = None) -> BatchOutput:
+        """Parse raw lines and run them through the pipeline.
+
+        ``sources`` optionally names each line's source (its Kafka partition) for per-source watermarks.
+        """
         result = self.parser.parse(lines)
         self.stats.lines += len(lines)
         bad = {r.index for r in result.rejected}
-        good_idx = [i for i in range(len(lines)) if i not in bad] if bad else None
-        records = result.records.with_columns(
-            _line=pl.Series(good_idx, dtype=pl.Int64) if good_idx is not None else pl.int_range(0, result.records.height, dtype=pl.Int64)
-        )
+        good_idx = [i for i in range(len(lines)) if i not in bad]
+        records = result.records.with_columns(_line=pl.Series(good_idx, dtype=pl.Int64))
+        if sources is not None:
+            records = records.with_columns(_src=pl.Series([sources[i] for i in good_idx], dtype=pl.Int64))
         out = self.process_records(records, lines)
         out.rejected = list(result.rejected) + out.rejected
         self._count_rejects(result.rejected)
@@ -101,6 +104,10 @@ class Pipeline:
                 self._count_rejects(late_rej)
         out.extend(self._evaluate(self.window.close_ready()))
         return out
+
+    def set_live_sources(self, sources: set[int] | None) -> None:
+        """Which sources (partitions) still have unread input and so hold the watermark back."""
+        self.window.set_live_sources(sources)
 
     def advance_to(self, event_time: float) -> BatchOutput:
         """Let event time reach ``event_time`` without input (idle stream): close steps, expire entries."""

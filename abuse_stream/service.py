@@ -71,7 +71,9 @@ class Service:
             if msgs:
                 idle_polls = 0
                 last_input = self.clock()
-                out = self.pipeline.process_lines([m.value() or b"" for m in msgs])
+                lags = self.source.partition_lags()
+                self.pipeline.set_live_sources({p for p, n in lags.items() if n > 0})
+                out = self.pipeline.process_lines([m.value() or b"" for m in msgs], [m.partition() for m in msgs])
                 self._deliver(out, msgs)
                 continue
             idle_polls += 1

@@ -15,6 +15,11 @@ Timeline (step 10 s, window 30 s, lateness 5 s)::
     records       x x   x    xx  x    <- max ts 38: watermark 33 closes b0..b2
     evaluate b2: window = b0+b1+b2 for clients active in b2
 
+With several input partitions (sources) the watermark is the *minimum* over the sources that still
+have unread input of their newest event time, minus the lateness: a partition that is read ahead of
+another does not make the other's records late. Sources that are caught up do not hold it back
+(the caller says which sources are live, see :meth:`WindowState.set_live_sources`).
+
 A record older than the newest closed bucket is *late*: it is handed back to the caller (which
 dead-letters it with reason ``late``) instead of silently changing a window already judged.
 
@@ -162,6 +167,8 @@ class WindowState:
     max_ts: float = -math.inf
     closed_until: int | None = None  # buckets < this index are closed
     stats: WindowStats = field(default_factory=WindowStats)
+    source_max: dict[int, float] = field(default_factory=dict)  # newest event time per source
+    live_sources: set[int] | None = None  # sources that may still deliver older data (None: all seen)
 
     @property
     def buckets_per_window(self) -> int:
@@ -169,7 +176,19 @@ class WindowState:
 
     @property
     def watermark(self) -> float:
-        return self.max_ts - self.cfg.lateness_s
+        live = set(self.source_max) if self.live_sources is None else self.live_sources
+        if not live:
+            return self.max_ts - self.cfg.lateness_s
+        if any(s not in self.source_max for s in live):
+            return -math.inf  # a live source has not delivered anything yet: wait for it
+        return min(self.source_max[s] for s in live) - self.cfg.lateness_s
+
+    def set_live_sources(self, sources: set[int] | None) -> None:
+        """Sources (e.g. Kafka partitions) with unread input; None = every source seen so far."""
+        self.live_sources = None if sources is None else set(sources)
+
+    def forget_source(self, source: int) -> None:
+        self.source_max.pop(source, None)
 
     def tracked_clients(self) -> int:
         keys = [f.select("key") for _, f in self.closed] + [self.open.select("key")]
@@ -194,6 +213,12 @@ class WindowState:
                 agg if self.open.height == 0 else merge_buckets([self.open, agg], self.cfg.max_paths_per_bucket)
             )
             self.max_ts = max(self.max_ts, float(records["ts"].max()))  # type: ignore[arg-type]
+            if "_src" in records.columns:
+                per = records.group_by("_src").agg(pl.col("ts").max())
+                for src, ts in per.iter_rows():
+                    self.source_max[int(src)] = max(self.source_max.get(int(src), -math.inf), float(ts))
+            else:
+                self.source_max[0] = max(self.source_max.get(0, -math.inf), self.max_ts)
         return late
 
     def close_ready(self, until: float | None = None) -> list[ClosedStep]:

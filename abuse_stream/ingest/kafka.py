@@ -95,16 +95,24 @@ class KafkaSource:
         """Messages not yet read on the assigned partitions (None before the first assignment)."""
         if not self.assignment:
             return None
+        return sum(self.partition_lags().values())
+
+    def partition_lags(self) -> dict[int, int]:
+        """Unread messages per assigned partition (positions and watermarks are mostly local state)."""
         parts = [TopicPartition(t, p) for t, p in sorted(self.assignment)]
-        total = 0
-        for tp in self.consumer.position(parts):
-            low, high = self.consumer.get_watermark_offsets(tp, timeout=5.0, cached=False)
+        lags: dict[int, int] = {}
+        for tp in self.consumer.position(parts) if parts else []:
+            # the watermark cached from fetches is exact; ask the broker only before the first fetch
+            # (some Kafka-compatible brokers, e.g. Tansu 0.6, under-report the live high watermark)
+            low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0:
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=5.0, cached=False)
             pos = tp.offset if tp.offset != OFFSET_INVALID else None
             if pos is None:
                 committed = self.consumer.committed([TopicPartition(tp.topic, tp.partition)], timeout=5.0)[0].offset
                 pos = committed if committed >= 0 else low
-            total += max(0, high - pos)
-        return total
+            lags[tp.partition] = max(0, high - pos)
+        return lags
 
     def caught_up(self) -> bool:
         lag = self.lag()

@@ -1,0 +1,175 @@
+"""Kafka path end to end against a real Tansu broker and a real Postgres:
+produce -> Service / `abuse-stream run` -> verdict topic + ip-list topic + DLQ + database rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from confluent_kafka import Consumer, Producer
+
+from abuse_stream.config import Config, build_config
+from abuse_stream.detectors.ua_signatures import UASignatures
+from abuse_stream.ingest.kafka import KafkaSource
+from abuse_stream.kafka_admin import TopicSpec, ensure_topics
+from abuse_stream.pipeline import Pipeline
+from abuse_stream.service import Service
+from abuse_stream.sinks.kafka import KafkaSink
+from abuse_stream.store.db import Store, migrate
+
+T0 = 1_793_491_200.0  # 2026-11-01T00:00:00Z
+BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36"
+
+
+def traffic() -> list[tuple[str, bytes]]:
+    """(key, line): 40 humans, one sqlmap scanner, one flooding client and some garbage lines."""
+    rows: list[tuple[float, str, dict]] = []
+    for h in range(40):
+        ip = f"198.51.100.{h + 1}"
+        for i in range(6):
+            rows.append((T0 + h * 3 + i * 25.0, ip, {"path": f"/products/{h * 10 + i}", "ua": BROWSER}))
+    for i in range(60):
+        rows.append((T0 + 10 + i * 2.0, "203.0.113.66", {"path": f"/index.php?id={i}' OR 1=1--", "ua": "sqlmap/1.7.2#stable (https://sqlmap.org)", "status": 404}))
+    for i in range(1200):
+        rows.append((T0 + 20 + i * 0.1, "192.0.2.200", {"path": "/api/v1/search", "ua": BROWSER}))
+    rows.sort(key=lambda r: r[0])
+    out = []
+    for ts, ip, extra in rows:
+        rec = {"ts": ts, "ip": ip, "method": "GET", "status": 200, "host": "shop.example.com", "bytes": 512,
+               "latency_ms": 12.5, **extra}
+        out.append((ip, json.dumps(rec).encode()))
+    out.insert(100, ("x", b"this is not a log line"))
+    out.insert(200, ("x", b'{"ts": "2026-11-01T00:00:01Z", "ip": "1.2.3.4", "method": "GET"'))  # truncated
+    out.insert(300, ("x", b'{"ts": "yesterday", "ip": "1.2.3.4", "method": "GET", "path": "/", "status": 200}'))
+    out.insert(400, ("x", b'{"ts": 1793491260, "ip": "999.1.2.3", "method": "GET", "path": "/", "status": 200}'))
+    return out
+
+
+def make_config(bootstrap: str, prefix: str, db_url: str | None) -> Config:
+    return build_config({
+        "kafka": {"bootstrap_servers": bootstrap, "group_id": f"{prefix}-g", "input_topic": f"{prefix}-in",
+                  "dlq_topic": f"{prefix}-dlq", "verdicts_topic": f"{prefix}-verdicts",
+                  "ip_lists_topic": f"{prefix}-lists", "session_timeout_ms": 6000, "batch_size": 500,
+                  "input_partitions": 2},
+        "database": {"url": db_url},
+        "window": {"length_s": 60, "step_s": 10, "lateness_s": 5},
+    })
+
+
+def produce(bootstrap: str, topic: str, items: list[tuple[str, bytes]]) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10})
+    for key, value in items:
+        p.produce(topic, key=key.encode(), value=value)
+    assert p.flush(30) == 0
+
+
+def read_all(bootstrap: str, topic: str, expect_at_least: int = 1, timeout: float = 30.0) -> list:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{topic}-{time.time()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False, "session.timeout.ms": 6000})
+    c.subscribe([topic])
+    out, deadline, idle = [], time.time() + timeout, 0
+    while time.time() < deadline:
+        msgs = c.consume(1000, timeout=1.0)
+        out += [m for m in msgs if m.error() is None]
+        if not msgs and len(out) >= expect_at_least:
+            idle += 1
+            if idle >= 2:
+                break
+    c.close()
+    return out
+
+
+def setup_topics(cfg: Config) -> None:
+    k = cfg.kafka
+    ensure_topics(k.bootstrap_servers, {k.input_topic: TopicSpec(2), k.dlq_topic: TopicSpec(1),
+                                        k.verdicts_topic: TopicSpec(1),
+                                        k.ip_lists_topic: TopicSpec(1, {"cleanup.policy": "compact"})})
+
+
+def test_service_consumes_detects_publishes_stores_and_commits(kafka_bootstrap, unique_topic, pg_url):
+    cfg = make_config(kafka_bootstrap, unique_topic("svc"), pg_url)
+    setup_topics(cfg)
+    items = traffic()
+    produce(kafka_bootstrap, cfg.kafka.input_topic, items)
+    migrate(pg_url)
+    store = Store(pg_url)
+    source = KafkaSource(cfg.kafka)
+    stats = Service(cfg, Pipeline(cfg, UASignatures.load()), source, KafkaSink(cfg.kafka), store).run(
+        threading.Event(), until_caught_up=True)
+    source.close()
+    assert stats.messages == len(items)
+
+    verdicts = [json.loads(m.value()) for m in read_all(kafka_bootstrap, cfg.kafka.verdicts_topic)]
+    by_ip = {(v["ip"], v["bot_type"]) for v in verdicts}
+    assert ("203.0.113.66", "security_crawlers") in by_ip
+    assert ("192.0.2.200", "api_abuse") in by_ip
+    assert not any(ip.startswith("198.51.100.") for ip, _ in by_ip), "a human was flagged"
+    for v in verdicts:
+        assert {"verdict_id", "ip", "bot_type", "confidence", "action", "profile", "tolerance", "detected_at",
+                "expires_at", "window", "detectors", "application", "session"} <= set(v)
+        for d in v["detectors"]:
+            assert {"name", "fired", "value", "baseline", "threshold", "votes"} <= set(d)
+    # one verdict per client and bot type while listed, despite many window steps of activity
+    assert len(verdicts) == len({(v["ip"], v["bot_type"]) for v in verdicts})
+    assert store.verdict_ids() == {v["verdict_id"] for v in verdicts}
+
+    lists = read_all(kafka_bootstrap, cfg.kafka.ip_lists_topic)
+    keys = {m.key().decode() for m in lists}
+    assert "denylist:203.0.113.66" in keys and "graylist:192.0.2.200" in keys
+    assert {e["value"] for e in store.active_entries()} == {"203.0.113.66", "192.0.2.200"}
+
+    dlq = [json.loads(m.value()) for m in read_all(kafka_bootstrap, cfg.kafka.dlq_topic, expect_at_least=4)]
+    assert sorted(d["reason"] for d in dlq) == ["bad_ip", "bad_timestamp", "invalid_json", "unrecognised_format"]
+    assert all(d["topic"] == cfg.kafka.input_topic and d["offset"] >= 0 and d["raw"] for d in dlq)
+
+    # offsets were committed: the group has nothing left to read
+    again = KafkaSource(cfg.kafka)
+    deadline = time.time() + 20
+    got = []
+    while time.time() < deadline and not again.assignment:
+        got += again.poll_batch()
+    got += again.poll_batch()
+    assert got == [] and again.caught_up()
+    again.close()
+    store.close()
+
+
+def test_run_command_serves_until_sigterm_and_exits_cleanly(kafka_bootstrap, unique_topic, pg_url, tmp_path: Path):
+    cfg = make_config(kafka_bootstrap, unique_topic("run"), pg_url)
+    conf_file = tmp_path / "abuse.yaml"
+    data = cfg.model_dump(exclude={"detection"})
+    data["database"]["url"] = None  # comes from the environment instead
+    data["kafka"]["bootstrap_servers"] = "unused:1"
+    data["window"]["idle_advance_s"] = 1.0
+    conf_file.write_text(yaml.safe_dump(data))
+    migrate(pg_url)
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "DATABASE_URL": pg_url}
+    proc = subprocess.Popen([sys.executable, "-m", "abuse_stream", "run", "--config", str(conf_file)],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        produce(kafka_bootstrap, cfg.kafka.input_topic, traffic())
+        store = Store(pg_url)
+        deadline = time.time() + 90
+        while time.time() < deadline and store.count("verdicts") < 2:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.5)
+        assert store.count("verdicts") >= 2  # the idle stream's last steps were judged too
+        store.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("run did not stop on SIGTERM")
+    err = proc.stderr.read()
+    assert rc == 0, err
+    assert "received SIGTERM" in err

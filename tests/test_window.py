@@ -1,0 +1,142 @@
+"""Window maths in event time, with ASCII timelines (one char = 1 s, step 10 s)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from abuse_stream.config import WindowConfig
+from abuse_stream.window import WindowState
+from tests.helpers import T0, enriched, frame, record, timeline
+
+
+def state(**kw: float) -> WindowState:
+    cfg = {"length_s": 30.0, "step_s": 10.0, "lateness_s": 5.0, **kw}
+    return WindowState(WindowConfig(**cfg))
+
+
+def feed(w: WindowState, records: pl.DataFrame, batch: int | None = None) -> list:
+    steps = []
+    slices = [records] if batch is None else list(records.iter_slices(batch))
+    for s in slices:
+        w.add(enriched(s))
+        steps += w.close_ready()
+    return steps
+
+
+def test_bucket_closes_only_after_watermark_passes_its_end_plus_lateness():
+    w = state()
+    #                       0         1         2
+    #                       0123456789012345678901234
+    steps = feed(w, timeline({"1.1.1.1": "xxx......xx....x"}))  # max ts T0+15 -> watermark T0+10
+    assert [s.end - T0 for s in steps] == [10.0]
+    assert steps[0].clients["n"].to_list() == [4]  # t=0,1,2,9
+    steps = feed(w, timeline({"1.1.1.1": "x"}, t0=T0 + 24))  # watermark T0+19: bucket [10,20) not yet
+    assert steps == []
+    steps = feed(w, timeline({"1.1.1.1": "x"}, t0=T0 + 25))  # watermark T0+20 closes [10,20)
+    assert [s.end - T0 for s in steps] == [20.0]
+    assert steps[0].clients["n"].to_list() == [6]  # window [-10, 20): 4 + t=10,15
+
+
+def test_out_of_order_within_lateness_lands_in_its_bucket():
+    w = state()
+    recs = frame([record(T0 + 1), record(T0 + 12), record(T0 + 8), record(T0 + 14), record(T0 + 3)])
+    late = w.add(enriched(recs))
+    assert late.height == 0
+    steps = w.close_ready()  # watermark T0+9: nothing closes yet
+    assert steps == []
+    steps = w.flush()
+    by_end = {s.end - T0: s.clients["recent_counts"].to_list()[0][-1] for s in steps}
+    assert by_end == {10.0: 3, 20.0: 2}
+
+
+def test_record_older_than_a_closed_bucket_is_late_and_counted():
+    w = state()
+    feed(w, timeline({"1.1.1.1": "x" + "." * 20 + "x"}))  # max T0+21, closes [0,10)
+    late = w.add(enriched(frame([record(T0 + 5), record(T0 + 12)])))
+    assert late["ts"].to_list() == [T0 + 5]
+    assert w.stats.late == 1
+
+
+@pytest.mark.parametrize("batch", [1, 7, 50, None])
+def test_results_do_not_depend_on_batching(batch):
+    recs = timeline({"1.1.1.1": "x.x.3..x.x.xx..2.x.x.x...x", "2.2.2.2": "..x...x...x...x...x...x..."}, unit=1.5)
+    ref = feed(state(), recs) + []
+    w = state()
+    got = feed(w, recs, batch)
+    ref_w = state()
+    ref = feed(ref_w, recs)
+    ref += ref_w.flush()
+    got += w.flush()
+    assert [s.end for s in got] == [s.end for s in ref]
+    for a, b in zip(got, ref, strict=True):
+        cols = ["key", "n", "gap_n", "distinct_paths", "recent_counts"]
+        assert a.clients.sort("key").select(cols).equals(b.clients.sort("key").select(cols))
+        assert a.clients.sort("key")["gap_sum"].to_list() == pytest.approx(b.clients.sort("key")["gap_sum"].to_list())
+
+
+def test_window_forgets_buckets_older_than_its_length():
+    w = state()
+    #                 0    1    2    3    4    5
+    recs = timeline({"1.1.1.1": "3" + "." * 45 + "x"})
+    steps = feed(w, recs) + w.flush()
+    last = steps[-1]
+    assert last.end - T0 == 50.0
+    assert last.clients["n"].to_list() == [1]  # the 3 requests at t=0 fell out of [20, 50)
+
+
+def test_sparse_traffic_only_evaluates_steps_with_requests():
+    w = state()
+    recs = frame([record(T0 + i * 3600) for i in range(5)])
+    steps = feed(w, recs) + w.flush()
+    assert len(steps) == 5
+
+
+def test_inter_arrival_statistics_span_bucket_boundaries():
+    w = state(length_s=60.0)
+    recs = frame([record(T0 + 0.5 + 2 * i) for i in range(30)])  # every 2 s for 60 s
+    steps = feed(w, recs) + w.flush()
+    c = steps[-1].clients.row(0, named=True)
+    assert c["n"] == 30
+    assert c["gap_n"] == 29
+    assert c["gap_sum"] / c["gap_n"] == pytest.approx(2.0)
+    var = c["gap_sq"] / c["gap_n"] - (c["gap_sum"] / c["gap_n"]) ** 2
+    assert var == pytest.approx(0.0, abs=1e-6)
+
+
+def test_client_cap_evicts_least_recently_seen_and_counts():
+    w = state(max_clients=10)
+    rows = [record(T0 + i * 0.1, f"10.0.0.{i}") for i in range(50)]
+    rows += [record(T0 + 40 + i * 0.1, f"10.0.1.{i}") for i in range(8)]
+    feed(w, frame(rows))
+    w.flush()
+    assert w.stats.evicted >= 40
+    assert w.tracked_clients() <= 10
+
+
+def test_session_key_groups_by_session_and_falls_back_to_ip():
+    w = WindowState(WindowConfig(length_s=30, step_s=10, lateness_s=0, key="session"))
+    recs = frame([record(T0 + 1, "1.1.1.1", session="s1"), record(T0 + 2, "2.2.2.2", session="s1"),
+                  record(T0 + 3, "3.3.3.3")])
+    w.add(enriched(recs, key="session"))
+    steps = w.flush()
+    got = dict(zip(steps[0].clients["key"].to_list(), steps[0].clients["n"].to_list(), strict=True))
+    assert got == {"s1": 2, "3.3.3.3": 1}
+
+
+def test_a_partition_read_ahead_does_not_make_another_partitions_records_late():
+    w = state()
+    ahead = enriched(timeline({"1.1.1.1": "x" * 60})).with_columns(_src=pl.lit(0, pl.Int64))
+    behind = enriched(timeline({"2.2.2.2": "x" * 60})).with_columns(_src=pl.lit(1, pl.Int64))
+    w.set_live_sources({0, 1})
+    w.add(ahead)  # partition 0 read to the end first, partition 1 still unread
+    assert w.close_ready() == []  # partition 1 has delivered nothing yet: the watermark waits
+    w.add(behind.head(10))
+    steps = w.close_ready()
+    assert [s.end - T0 for s in steps] == []  # partition 1 is at t=9: watermark 4
+    late = w.add(behind.slice(10))
+    assert late.height == 0
+    w.set_live_sources(set())  # everything read
+    steps = w.close_ready()
+    assert {s.end - T0 for s in steps} == {10.0, 20.0, 30.0, 40.0, 50.0}
+    assert all(sorted(s.clients["key"].to_list()) == ["1.1.1.1", "2.2.2.2"] for s in steps)
