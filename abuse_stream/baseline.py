@@ -2,7 +2,7 @@
 
 For every metric a detector compares against normal (``Detector.baseline_metric``), the baseline
 keeps a river ``stats.Quantile`` per application and one over all applications. Learning happens
-once per window step, on a seeded sample of the clients that no detector flagged: bots must not
+once per epoch (``epoch_s`` of event time; what it learns applies from the next epoch), on a seeded sample of the clients that no detector flagged: bots must not
 teach the baseline that they are normal (the same rule as river's ``AnomalyFilter`` with
 ``protect_anomaly_detector=True``). Until a model has seen ``warmup_samples`` values it answers
 null ("insufficient data"), and detectors fall back to their warm-up behaviour. An application still
@@ -65,12 +65,15 @@ class TrafficBaselines(Baselines):
         )
 
     def learn(self, apps: pl.Series, values: Mapping[str, pl.Series], eligible: pl.Series, step: int) -> int:
-        """Learn from a seeded sample (per application) of the eligible rows; returns rows learnt."""
+        """Learn from a seeded sample (per application) of the eligible rows; returns rows learnt.
+
+        ``step`` (the epoch number) seeds the sample, so the same input learns the same values.
+        """
         df = pl.DataFrame({"app": apps.fill_null(ALL_APPS), **dict(values)}).filter(eligible)
         if df.height == 0:
             return 0
         learnt = 0
-        k = self.cfg.sample_per_step
+        k = self.cfg.sample_per_epoch
         for (app,), part in df.partition_by("app", as_dict=True).items():
             if part.height > k:
                 part = part.sample(n=k, seed=self.cfg.seed + step)

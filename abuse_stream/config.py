@@ -108,7 +108,10 @@ class BotTypeConfig(_Frozen):
 
 class BaselineConfig(_Frozen):
     warmup_samples: int = Field(500, ge=0, description="samples per application before baselines are trusted")
-    sample_per_step: int = Field(200, gt=0, description="clients learnt from per application per step")
+    epoch_s: float = Field(
+        300.0, gt=0, description="baselines learn once per epoch (event time) and apply from the next one"
+    )
+    sample_per_epoch: int = Field(1000, gt=0, description="clients learnt from per application per epoch")
     seed: int = 42
 
 

@@ -95,6 +95,7 @@ def run_demo(config_path: str | None, scenario: str, out_dir: Path, env: Mapping
                 except BufferError:
                     producer.poll(0.05)
         producer.flush(60)
+        del producer
         click.echo(f"  produced {n:,} simulated requests from {traffic.labels.height:,} clients to "
                    f"'{k.input_topic}' in {time.perf_counter() - t0:.1f}s")
 
@@ -107,6 +108,7 @@ def run_demo(config_path: str | None, scenario: str, out_dir: Path, env: Mapping
             stats = Service(cfg, pipeline, source, sink, store).run(threading.Event(), until_caught_up=True)
         finally:
             source.close()
+            sink.close()
         secs = time.perf_counter() - t0
         click.echo(f"  the service consumed {stats.messages:,} messages in {secs:.1f}s (group join included), "
                    f"published {stats.verdicts} verdicts and {stats.ip_changes} IP-list changes")
@@ -162,12 +164,16 @@ def render_report(verdicts: list[dict[str, Any]], labels: pl.DataFrame, rejected
     per_ip: dict[str, list[dict[str, Any]]] = {}
     for v in verdicts:
         per_ip.setdefault(v["ip"], []).append(v)
-    top = sorted(per_ip.items(), key=lambda kv: (-max(x["window"]["requests"] for x in kv[1]), kv[0]))[:12]
     lines.append(f"  {'ip':<40} {'simulated as':<30} {'bot type':<18} {'conf':>5}  detectors that fired")
-    for ip, vs in top:
-        for v in vs:
+    for bt, _n in by_type.most_common():
+        of_type = sorted((v for v in verdicts if v["bot_type"] == bt), key=lambda v: (-v["window"]["requests"], v["ip"]))
+        for v in of_type[:4]:
+            ip = v["ip"]
             fired = "; ".join(
-                f"{d['name']}={_fmt(d['value'])} (threshold {_fmt(d['threshold'])})" for d in v["detectors"] if d["counted"]
+                f"{d['name']}: {d.get('detail') or _fmt(d['value'])} (value {_fmt(d['value'])}, threshold "
+                f"{_fmt(d['threshold'])})"
+                for d in v["detectors"]
+                if d["counted"]
             )
             lines.append(f"  {ip:<40} {kinds.get(ip, '?'):<30} {v['bot_type']:<18} {v['confidence']:>5.2f}  {fired}")
 

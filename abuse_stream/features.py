@@ -19,6 +19,9 @@ import polars as pl
 #: columns of the feature frame handed to detectors, with their meaning (used in docs and checks)
 FEATURES: dict[str, str] = {
     "key": "client key (IP, or session id)",
+    "bucket": "index of the window step being judged (window_end / step_s - 1)",
+    "window_start": "event time where the window starts",
+    "window_end": "event time where the window (and the step being judged) ends",
     "ip": "client IP (the last seen for the key)",
     "session": "session id if logged",
     "host": "application (virtual host) the client used last",
@@ -74,6 +77,9 @@ def client_features(clients: pl.DataFrame, window_s: float) -> pl.DataFrame:
     var = (pl.col("gap_sq") / pl.col("gap_n") - mean**2).clip(lower_bound=0.0)
     return clients.select(
         "key",
+        "bucket",
+        "window_start",
+        "window_end",
         "ip",
         "session",
         "host",

@@ -28,7 +28,7 @@ from abuse_stream.ingest.parse import LineParser, build_parser
 from abuse_stream.ingest.schema import Rejected
 from abuse_stream.scoring import confidence_columns, detections
 from abuse_stream.verdicts import VerdictBook
-from abuse_stream.window import ClosedStep, WindowState
+from abuse_stream.window import WindowState
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,9 @@ class Pipeline:
 
     def advance_to(self, event_time: float) -> BatchOutput:
         """Let event time reach ``event_time`` without input (idle stream): close steps, expire entries."""
-        out = self._evaluate(self.window.close_ready(until=event_time - self.cfg.window.lateness_s))
-        out.ip_changes += self.book.expire(event_time - self.cfg.window.lateness_s)
+        now = event_time - self.cfg.window.lateness_s
+        out = self._evaluate(self.window.close_ready(until=now))
+        out.ip_changes += self.book.expire(now)
         return out
 
     def finish(self) -> BatchOutput:
@@ -121,30 +122,35 @@ class Pipeline:
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _evaluate(self, steps: list[ClosedStep]) -> BatchOutput:
+    def _evaluate(self, closed: pl.DataFrame) -> BatchOutput:
+        """Judge closed steps, one baseline epoch at a time (what an epoch learns applies after it)."""
         out = BatchOutput()
-        for step in steps:
-            out.ip_changes += self.book.expire(step.end)
-            v, c = self._judge(step)
+        if closed.height == 0:
+            return out
+        epoch_steps = max(1, round(self.cfg.detection.baseline.epoch_s / self.cfg.window.step_s))
+        closed = closed.with_columns(_epoch=pl.col("bucket") // epoch_steps)
+        for (epoch,), rows in sorted(closed.partition_by("_epoch", as_dict=True).items()):
+            v, c = self._judge(rows.drop("_epoch"), int(epoch))  # type: ignore[arg-type]
             out.verdicts += v
             out.ip_changes += c
+        out.ip_changes += self.book.expire(float(closed["window_end"].max()))  # type: ignore[arg-type]
         return out
 
-    def _judge(self, step: ClosedStep) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        self.stats.steps += 1
+    def _judge(self, clients: pl.DataFrame, epoch: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         w = self.cfg.window
-        feats = client_features(step.clients, w.length_s)
-        ctx = DetectContext(step_end=step.end, step_s=w.step_s, window_s=w.length_s, baselines=self.baselines)
+        self.stats.steps += clients["bucket"].n_unique()
+        feats = client_features(clients, w.length_s)
+        ctx = DetectContext(step_s=w.step_s, window_s=w.length_s, baselines=self.baselines)
         parts = [feats]
         for d in self.detectors:
             f = check_findings(d.name, d.evaluate(feats, ctx), feats.height)
             parts.append(f.rename({c: f"{d.name}__{c}" for c in f.columns}))
         scored = confidence_columns(pl.concat(parts, how="horizontal"), self.cfg.detection.bot_types)
         hits = detections(scored, self.cfg)
-        verdicts, changes = self.book.decide(scored, hits, step.start, step.end)
+        verdicts, changes = self.book.decide(scored, hits)
         for v in verdicts:
             self.stats.verdicts_by_type[v["bot_type"]] = self.stats.verdicts_by_type.get(v["bot_type"], 0) + 1
-        self._learn(scored, hits, step.bucket)
+        self._learn(scored, hits, epoch)
         return verdicts, changes
 
     def _learn(self, scored: pl.DataFrame, hits: pl.DataFrame, bucket: int) -> None:
@@ -171,8 +177,14 @@ class Pipeline:
         idx = late["_line"].to_list() if "_line" in late.columns else [None] * late.height
         for i, ts in zip(idx, late["ts"].to_list(), strict=True):
             raw = lines[i] if (lines is not None and i is not None) else b""
-            out.append(Rejected(index=i if i is not None else -1, raw=raw, reason="late",
-                                detail=f"event time {ts:.3f} is before the closed window edge {limit:.3f}"))
+            out.append(
+                Rejected(
+                    index=i if i is not None else -1,
+                    raw=raw,
+                    reason="late",
+                    detail=f"event time {ts:.3f} is before the closed window edge {limit:.3f}",
+                )
+            )
         return out
 
     def _count_rejects(self, rejected: Sequence[Rejected]) -> None:

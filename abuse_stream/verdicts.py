@@ -77,17 +77,30 @@ class VerdictBook:
         return changes
 
     def decide(
-        self, scored: pl.DataFrame, hits: pl.DataFrame, window_start: float, window_end: float
+        self, scored: pl.DataFrame, hits: pl.DataFrame
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Turn detections (``scoring.detections`` rows over ``scored``) into verdicts and list changes."""
+        """Turn detections (``scoring.detections`` rows over ``scored``) into verdicts and list changes.
+
+        ``scored`` may span several window steps; they are taken in event-time order, and entries
+        that lapse between steps are removed (and reported) before the next step's detections.
+        """
         verdicts: list[dict[str, Any]] = []
         changes: list[dict[str, Any]] = []
         if hits.height == 0:
             return verdicts, changes
         rows = scored.with_row_index("row").join(hits.select("row").unique(), on="row", how="semi")
         by_row = {r["row"]: r for r in rows.iter_rows(named=True)}
-        for h in hits.iter_rows(named=True):
+        ordered = sorted(
+            hits.iter_rows(named=True),
+            key=lambda h: (by_row[h["row"]]["window_end"], by_row[h["row"]]["key"], h["bot_type"]),
+        )
+        current_end = None
+        for h in ordered:
             r = by_row[h["row"]]
+            window_start, window_end = float(r["window_start"]), float(r["window_end"])
+            if window_end != current_end:
+                changes += self.expire(window_end)
+                current_end = window_end
             key, bt = r["key"], h["bot_type"]
             detected_at = float(r["last_ts"])
             if self.active.get((key, bt), float("-inf")) > detected_at:
@@ -108,7 +121,11 @@ class VerdictBook:
                 "tolerance": h["tolerance"],
                 "detected_at": rfc3339(detected_at),
                 "expires_at": rfc3339(expires),
-                "window": {"start": rfc3339(window_start), "end": rfc3339(window_end), "requests": int(r["requests"])},
+                "window": {
+                    "start": rfc3339(window_start),
+                    "end": rfc3339(window_end),
+                    "requests": int(r["requests"]),
+                },
                 "detectors": dets,
                 "application": r["host"],
             }
@@ -144,7 +161,14 @@ class VerdictBook:
         return out
 
     def _list(
-        self, ip: str, lst: str, bt: str, vid: str, expires: float | None, now: float, dets: list[dict[str, Any]]
+        self,
+        ip: str,
+        lst: str,
+        bt: str,
+        vid: str,
+        expires: float | None,
+        now: float,
+        dets: list[dict[str, Any]],
     ) -> dict[str, Any]:
         fired = ", ".join(d["name"] for d in dets if d["counted"]) or "-"
         reason = f"{bt}: {fired}"

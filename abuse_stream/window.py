@@ -141,16 +141,6 @@ def merge_buckets(frames: list[pl.DataFrame], max_paths: int, max_uas: int = 32)
 
 
 @dataclass
-class ClosedStep:
-    """One closed bucket: the window aggregate of every client active in it."""
-
-    bucket: int
-    start: float  # window start (event time)
-    end: float  # window end = bucket end (event time)
-    clients: pl.DataFrame  # one row per active client, see WindowState.window_for
-
-
-@dataclass
 class WindowStats:
     late: int = 0
     evicted: int = 0
@@ -221,41 +211,48 @@ class WindowState:
                 self.source_max[0] = max(self.source_max.get(0, -math.inf), self.max_ts)
         return late
 
-    def close_ready(self, until: float | None = None) -> list[ClosedStep]:
+    def close_ready(self, until: float | None = None) -> pl.DataFrame:
         """Close every open bucket that ends at or before ``until`` (default: the watermark).
 
-        Returns one :class:`ClosedStep` per closed bucket that had traffic, oldest first. Empty
-        buckets are skipped (nothing to evaluate), so sparse traffic costs nothing per idle step.
+        Returns one row per (client, closed bucket) for every client active in a closed bucket: the
+        window aggregate over the ``length_s`` that end with that bucket, plus ``bucket``,
+        ``window_start`` and ``window_end`` (see :func:`window_aggregate`). All buckets closed by one
+        call are aggregated in one vectorised pass; empty buckets cost nothing.
         """
         limit_ts = self.watermark if until is None else until
         if not math.isfinite(limit_ts):
-            return []
+            return empty_closed()
         limit = math.floor(limit_ts / self.cfg.step_s)  # buckets with index < limit end <= limit_ts
         if self.closed_until is not None and limit <= self.closed_until:
-            return []
-        steps: list[ClosedStep] = []
-        if self.open.height:
-            ready = self.open.filter(pl.col("bucket") < limit)
-            self.open = self.open.filter(pl.col("bucket") >= limit)
-            for (b,), frame in sorted(ready.partition_by("bucket", as_dict=True).items()):
-                self._push_closed(int(b), frame)  # type: ignore[arg-type]
-                steps.append(self._evaluate(int(b), frame))  # type: ignore[arg-type]
+            return empty_closed()
         self.closed_until = limit
-        self._expire(limit - 1)
-        return steps
+        if self.open.height == 0 or self.open["bucket"].min() >= limit:  # type: ignore[operator]
+            self._expire(limit - 1)
+            return empty_closed()
+        ready = self.open.filter(pl.col("bucket") < limit)
+        self.open = self.open.filter(pl.col("bucket") >= limit)
+        parts = sorted(ready.partition_by("bucket", as_dict=True).items())
+        for (b,), frame in parts:
+            self.closed.append((int(b), frame))  # type: ignore[arg-type]
+        lo, hi = int(parts[0][0][0]), int(parts[-1][0][0])  # type: ignore[arg-type]
+        nb = self.buckets_per_window
+        frames = [f for b, f in self.closed if lo - nb + 1 <= b <= hi]
+        context = pl.concat(frames, how="vertical").join(ready.select("key").unique(), on="key", how="semi")
+        clients = window_aggregate(context, nb, self.cfg.step_s).join(
+            ready.select("key", "bucket"), on=["key", "bucket"], how="semi"
+        )
+        self.stats.closed_steps += len(parts)
+        self._expire(hi)
+        self._enforce_cap()
+        return clients.sort("bucket", "key")
 
-    def flush(self) -> list[ClosedStep]:
+    def flush(self) -> pl.DataFrame:
         """End of stream: close every open bucket."""
         if not math.isfinite(self.max_ts):
-            return []
+            return empty_closed()
         return self.close_ready(until=(math.floor(self.max_ts / self.cfg.step_s) + 1) * self.cfg.step_s)
 
     # -- internals -------------------------------------------------------------------------------
-
-    def _push_closed(self, bucket: int, frame: pl.DataFrame) -> None:
-        self.closed.append((bucket, frame.drop("bucket").with_columns(bucket=pl.lit(bucket, pl.Int64))))
-        self._expire(bucket)
-        self._enforce_cap()
 
     def _expire(self, newest_bucket: int) -> None:
         oldest_kept = newest_bucket - self.buckets_per_window + 1
@@ -272,43 +269,44 @@ class WindowState:
         if last_seen.height <= cap:
             return
         keep_n = int(cap * 0.9)
-        evict = last_seen.sort("bucket", descending=True).slice(keep_n).select("key")
+        evict = last_seen.sort("bucket", "key", descending=[True, False]).slice(keep_n).select("key")
         self.stats.evicted += evict.height
         self.closed = deque((b, f.join(evict, on="key", how="anti")) for b, f in self.closed)
         self.open = self.open.join(evict, on="key", how="anti")
 
-    def _evaluate(self, bucket: int, current: pl.DataFrame) -> ClosedStep:
-        self.stats.closed_steps += 1
-        step = self.cfg.step_s
-        first = bucket - self.buckets_per_window + 1
-        frames = [f for b, f in self.closed if first <= b <= bucket]
-        active = current.select("key")
-        win = pl.concat(frames, how="vertical").join(active, on="key", how="semi")
-        return ClosedStep(bucket=bucket, start=first * step, end=(bucket + 1) * step, clients=window_aggregate(win, bucket))
+
+RECENT_STEPS = 6
 
 
-def window_aggregate(win: pl.DataFrame, bucket: int, recent_steps: int = 6) -> pl.DataFrame:
-    """Collapse a client's buckets in the window into one row of sums (features derive from these).
+def window_aggregate(buckets: pl.DataFrame, buckets_per_window: int, step_s: float) -> pl.DataFrame:
+    """For every (client, bucket) row, collapse the client's buckets in the window ending there.
 
-    ``recent_counts`` lists the requests in each of the last ``recent_steps`` buckets, newest last
-    (0 for a bucket without traffic), for detectors that need "consistently", not "once".
+    One polars ``rolling`` pass over the bucket index per client. Output: sums of the bucket
+    columns, ``first_ts``/``last_ts``, inter-arrival sums (including the gaps between buckets),
+    ``distinct_uas``, ``distinct_paths``, ``active_steps``, ``recent_counts`` (requests in each of the
+    last 6 buckets, newest last, 0 without traffic: for detectors that need "consistently", not
+    "once"), ``bucket``, ``window_start`` and ``window_end``.
     """
-    win = win.sort("key", "bucket").with_columns(
+    if buckets.height == 0:
+        return empty_closed()
+    win = buckets.sort("key", "bucket").with_columns(
         joint=(pl.col("first_ts") - pl.col("last_ts").shift(1)).over("key").clip(lower_bound=0.0)
     )
+    inner = pl.col("joint").slice(1)  # the first row's gap points to a bucket outside the window
     recent = [
-        pl.col("n").filter(pl.col("bucket") == bucket - i).sum().alias(f"_r{i}") for i in range(recent_steps)
+        pl.col("n").filter(pl.col("bucket") == pl.col("bucket").max() - i).sum().alias(f"_r{i}")
+        for i in range(RECENT_STEPS)
     ]
-    out = win.group_by("key").agg(
+    out = win.rolling(index_column="bucket", period=f"{buckets_per_window}i", group_by="key").agg(
         pl.col("ip").last(),
         pl.col("session").drop_nulls().last(),
         pl.col("host").drop_nulls().last(),
         *_sum_aggs(),
         pl.col("first_ts").min(),
         pl.col("last_ts").max(),
-        (pl.col("gap_sum").sum() + pl.col("joint").sum()).alias("gap_sum"),
-        (pl.col("gap_sq").sum() + (pl.col("joint") ** 2).sum()).alias("gap_sq"),
-        (pl.col("gap_n").sum() + pl.col("joint").count()).alias("gap_n"),
+        (pl.col("gap_sum").sum() + inner.sum()).alias("gap_sum"),
+        (pl.col("gap_sq").sum() + (inner**2).sum()).alias("gap_sq"),
+        (pl.col("gap_n").sum() + inner.count()).alias("gap_n"),
         pl.col("ua_class").max(),
         pl.col("ua").sort_by("ua_class").last(),
         pl.col("ua_hashes").list.explode(keep_nulls=False, empty_as_null=False).n_unique().alias("distinct_uas"),
@@ -317,5 +315,36 @@ def window_aggregate(win: pl.DataFrame, bucket: int, recent_steps: int = 6) -> p
         *recent,
     )
     return out.with_columns(
-        recent_counts=pl.concat_list([pl.col(f"_r{i}") for i in reversed(range(recent_steps))])
-    ).drop([f"_r{i}" for i in range(recent_steps)])
+        recent_counts=pl.concat_list([pl.col(f"_r{i}") for i in reversed(range(RECENT_STEPS))]),
+        window_start=(pl.col("bucket") - buckets_per_window + 1).cast(pl.Float64) * step_s,
+        window_end=(pl.col("bucket") + 1).cast(pl.Float64) * step_s,
+    ).drop([f"_r{i}" for i in range(RECENT_STEPS)]).select(list(CLOSED_SCHEMA))
+
+
+CLOSED_SCHEMA: dict[str, pl.DataType] = {
+    "key": pl.String(),
+    "bucket": pl.Int64(),
+    "ip": pl.String(),
+    "session": pl.String(),
+    "host": pl.String(),
+    **{c: pl.Int64() for c in ("n", "n_2xx", "n_3xx", "n_4xx", "n_5xx", "n_get", "n_post", "bytes_sum")},
+    "lat_sum": pl.Float64(),
+    "lat_n": pl.Int64(),
+    "first_ts": pl.Float64(),
+    "last_ts": pl.Float64(),
+    "gap_sum": pl.Float64(),
+    "gap_sq": pl.Float64(),
+    "gap_n": pl.Int64(),
+    "ua_class": pl.UInt8(),
+    "ua": pl.String(),
+    "distinct_uas": pl.UInt32(),
+    "distinct_paths": pl.UInt32(),
+    "active_steps": pl.UInt32(),
+    "recent_counts": pl.List(pl.Int64()),
+    "window_start": pl.Float64(),
+    "window_end": pl.Float64(),
+}
+
+
+def empty_closed() -> pl.DataFrame:
+    return pl.DataFrame(schema=CLOSED_SCHEMA)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 import pytest
 
@@ -15,13 +17,28 @@ def state(**kw: float) -> WindowState:
     return WindowState(WindowConfig(**cfg))
 
 
-def feed(w: WindowState, records: pl.DataFrame, batch: int | None = None) -> list:
-    steps = []
+@dataclass
+class Step:
+    end: float
+    clients: pl.DataFrame
+
+
+def steps_of(*closed: pl.DataFrame) -> list[Step]:
+    """Split closed-step frames into one Step per window end, oldest first."""
+    frames = [c for c in closed if c.height]
+    if not frames:
+        return []
+    df = pl.concat(frames)
+    return [Step(end, part.sort("key")) for (end,), part in sorted(df.partition_by("window_end", as_dict=True).items())]
+
+
+def feed(w: WindowState, records: pl.DataFrame, batch: int | None = None) -> list[Step]:
+    closed = []
     slices = [records] if batch is None else list(records.iter_slices(batch))
     for s in slices:
         w.add(enriched(s))
-        steps += w.close_ready()
-    return steps
+        closed.append(w.close_ready())
+    return steps_of(*closed)
 
 
 def test_bucket_closes_only_after_watermark_passes_its_end_plus_lateness():
@@ -43,9 +60,8 @@ def test_out_of_order_within_lateness_lands_in_its_bucket():
     recs = frame([record(T0 + 1), record(T0 + 12), record(T0 + 8), record(T0 + 14), record(T0 + 3)])
     late = w.add(enriched(recs))
     assert late.height == 0
-    steps = w.close_ready()  # watermark T0+9: nothing closes yet
-    assert steps == []
-    steps = w.flush()
+    assert w.close_ready().height == 0  # watermark T0+9: nothing closes yet
+    steps = steps_of(w.flush())
     by_end = {s.end - T0: s.clients["recent_counts"].to_list()[0][-1] for s in steps}
     assert by_end == {10.0: 3, 20.0: 2}
 
@@ -66,8 +82,8 @@ def test_results_do_not_depend_on_batching(batch):
     got = feed(w, recs, batch)
     ref_w = state()
     ref = feed(ref_w, recs)
-    ref += ref_w.flush()
-    got += w.flush()
+    ref += steps_of(ref_w.flush())
+    got += steps_of(w.flush())
     assert [s.end for s in got] == [s.end for s in ref]
     for a, b in zip(got, ref, strict=True):
         cols = ["key", "n", "gap_n", "distinct_paths", "recent_counts"]
@@ -79,7 +95,7 @@ def test_window_forgets_buckets_older_than_its_length():
     w = state()
     #                 0    1    2    3    4    5
     recs = timeline({"1.1.1.1": "3" + "." * 45 + "x"})
-    steps = feed(w, recs) + w.flush()
+    steps = feed(w, recs) + steps_of(w.flush())
     last = steps[-1]
     assert last.end - T0 == 50.0
     assert last.clients["n"].to_list() == [1]  # the 3 requests at t=0 fell out of [20, 50)
@@ -88,14 +104,14 @@ def test_window_forgets_buckets_older_than_its_length():
 def test_sparse_traffic_only_evaluates_steps_with_requests():
     w = state()
     recs = frame([record(T0 + i * 3600) for i in range(5)])
-    steps = feed(w, recs) + w.flush()
+    steps = feed(w, recs) + steps_of(w.flush())
     assert len(steps) == 5
 
 
 def test_inter_arrival_statistics_span_bucket_boundaries():
     w = state(length_s=60.0)
     recs = frame([record(T0 + 0.5 + 2 * i) for i in range(30)])  # every 2 s for 60 s
-    steps = feed(w, recs) + w.flush()
+    steps = feed(w, recs) + steps_of(w.flush())
     c = steps[-1].clients.row(0, named=True)
     assert c["n"] == 30
     assert c["gap_n"] == 29
@@ -119,7 +135,7 @@ def test_session_key_groups_by_session_and_falls_back_to_ip():
     recs = frame([record(T0 + 1, "1.1.1.1", session="s1"), record(T0 + 2, "2.2.2.2", session="s1"),
                   record(T0 + 3, "3.3.3.3")])
     w.add(enriched(recs, key="session"))
-    steps = w.flush()
+    steps = steps_of(w.flush())
     got = dict(zip(steps[0].clients["key"].to_list(), steps[0].clients["n"].to_list(), strict=True))
     assert got == {"s1": 2, "3.3.3.3": 1}
 
@@ -130,13 +146,13 @@ def test_a_partition_read_ahead_does_not_make_another_partitions_records_late():
     behind = enriched(timeline({"2.2.2.2": "x" * 60})).with_columns(_src=pl.lit(1, pl.Int64))
     w.set_live_sources({0, 1})
     w.add(ahead)  # partition 0 read to the end first, partition 1 still unread
-    assert w.close_ready() == []  # partition 1 has delivered nothing yet: the watermark waits
+    assert w.close_ready().height == 0  # partition 1 has delivered nothing yet: the watermark waits
     w.add(behind.head(10))
-    steps = w.close_ready()
+    steps = steps_of(w.close_ready())
     assert [s.end - T0 for s in steps] == []  # partition 1 is at t=9: watermark 4
     late = w.add(behind.slice(10))
     assert late.height == 0
     w.set_live_sources(set())  # everything read
-    steps = w.close_ready()
+    steps = steps_of(w.close_ready())
     assert {s.end - T0 for s in steps} == {10.0, 20.0, 30.0, 40.0, 50.0}
     assert all(sorted(s.clients["key"].to_list()) == ["1.1.1.1", "2.2.2.2"] for s in steps)

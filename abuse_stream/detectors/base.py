@@ -19,7 +19,7 @@ detail         String    optional: a short human explanation
 
 Votes per bot type are not the detector's business: they live in the detection config, and
 ``scoring`` turns findings into confidence. Detectors never read the clock or the environment: event
-time and learned baselines arrive in :class:`DetectContext`.
+time arrives in the features (``window_end``), learned baselines in :class:`DetectContext`.
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ class Baselines(ABC):
 
 @dataclass(frozen=True)
 class DetectContext:
-    step_end: float  # event time at which the window ends
+    """What detectors may know besides the features. The frame may hold several window steps (its
+    ``window_end`` column says which); baselines are those learnt before the steps being judged."""
+
     step_s: float
     window_s: float
     baselines: Baselines

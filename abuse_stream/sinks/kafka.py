@@ -39,7 +39,7 @@ def producer_config(cfg: KafkaConfig) -> dict[str, Any]:
 class KafkaSink:
     def __init__(self, cfg: KafkaConfig, producer: Producer | None = None) -> None:
         self.cfg = cfg
-        self.producer = producer or Producer(producer_config(cfg))
+        self.producer = producer or Producer(producer_config(cfg), logger=log)
         self._failed: list[str] = []
         self.published = 0
 
@@ -75,6 +75,13 @@ class KafkaSink:
             body = dead_letter(r, {k: v for k, v in src.items() if k != "key"}, at)
             self._produce(self.cfg.dlq_topic, key if isinstance(key, bytes) else None, dumps(body))
         self.producer.poll(0)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Deliver what is queued and release the producer (before its broker goes away)."""
+        try:
+            self.flush(timeout)
+        finally:
+            del self.producer
 
     def flush(self, timeout: float = 60.0) -> None:
         remaining = self.producer.flush(timeout)

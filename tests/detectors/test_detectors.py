@@ -24,7 +24,7 @@ class FixedBaselines(Baselines):
 
 
 def features(rows: list[dict]) -> pl.DataFrame:
-    base = {"key": "1.1.1.1", "ip": "1.1.1.1", "session": None, "host": "app", "requests": 10,
+    base = {"key": "1.1.1.1", "bucket": 9, "window_start": -200.0, "window_end": 100.0, "ip": "1.1.1.1", "session": None, "host": "app", "requests": 10,
             "window_rps": 0.1, "recent_counts": [0, 0, 0, 2, 2, 2], "iat_mean": 1.0, "iat_cv": 1.0, "iat_n": 9,
             "distinct_paths": 5, "unique_path_ratio": 0.5, "share_2xx": 1.0, "share_4xx": 0.0, "share_5xx": 0.0,
             "share_post": 0.0, "mean_bytes": 100.0, "mean_latency_ms": 10.0, "ua_class": 0, "ua": "Mozilla/5.0",
@@ -33,7 +33,7 @@ def features(rows: list[dict]) -> pl.DataFrame:
 
 
 def ctx(**baselines: float | None) -> DetectContext:
-    return DetectContext(step_end=100.0, step_s=10.0, window_s=300.0, baselines=FixedBaselines(baselines))
+    return DetectContext(step_s=10.0, window_s=300.0, baselines=FixedBaselines(baselines))
 
 
 @pytest.fixture(params=sorted(REGISTRY))
