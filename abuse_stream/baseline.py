@@ -2,11 +2,12 @@
 
 For every metric a detector compares against normal (``Detector.baseline_metric``), the baseline
 keeps a river ``stats.Quantile`` per application and one over all applications. Learning happens
-once per epoch (``epoch_s`` of event time; what it learns applies from the next epoch), on a seeded sample of the clients that no detector flagged: bots must not
-teach the baseline that they are normal (the same rule as river's ``AnomalyFilter`` with
-``protect_anomaly_detector=True``). Until a model has seen ``warmup_samples`` values it answers
-null ("insufficient data"), and detectors fall back to their warm-up behaviour. An application still
-warming up borrows the all-applications model when that one is warm.
+once per epoch (``epoch_s`` of event time; what it learns applies from the next epoch), on a seeded
+sample of the clients that no detector flagged: bots must not teach the baseline that they are normal
+(the same rule as river's ``AnomalyFilter`` with ``protect_anomaly_detector=True``). Until a model has
+seen ``warmup_samples`` values it answers null ("insufficient data"), and detectors fall back to their
+warm-up behaviour. An application still warming up borrows the all-applications model when that one
+is warm.
 
 The state pickles (:meth:`TrafficBaselines.snapshot` / :meth:`restore`) so it survives a restart.
 """
@@ -61,7 +62,9 @@ class TrafficBaselines(Baselines):
             schema={"app": pl.String, "v": pl.Float64},
         )
         return (
-            apps.alias("app").to_frame().join(table, on="app", how="left", nulls_equal=True, maintain_order="left")["v"]
+            apps.alias("app")
+            .to_frame()
+            .join(table, on="app", how="left", nulls_equal=True, maintain_order="left")["v"]
         )
 
     def learn(self, apps: pl.Series, values: Mapping[str, pl.Series], eligible: pl.Series, step: int) -> int:

@@ -65,7 +65,10 @@ def _pipeline(cfg: Config) -> Any:
 
 
 config_option = click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
     help="YAML config file (default: $ABUSE_STREAM_CONFIG, else built-in defaults).",
 )
 
@@ -125,17 +128,42 @@ def _topic_specs(cfg: Config, TopicSpec: Any) -> dict[str, Any]:
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
 @config_option
-@click.option("--format", "fmt", type=click.Choice(["auto", "json", "combined", "common", "log_format"]),
-              default=None, help="Input format (default: config input.format, 'auto').")
-@click.option("--log-format", default=None, help="nginx-style log_format string (implies --format log_format).")
-@click.option("--verdicts-out", type=click.Path(dir_okay=False), default=None,
-              help="Write every verdict as one JSON line here ('-' = stdout).")
-@click.option("--rejected-out", type=click.Path(dir_okay=False), default=None,
-              help="Rejected-lines report (default: <verdicts-out>.rejected, or ./replay.rejected).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "json", "combined", "common", "log_format"]),
+    default=None,
+    help="Input format (default: config input.format, 'auto').",
+)
+@click.option(
+    "--log-format", default=None, help="nginx-style log_format string (implies --format log_format)."
+)
+@click.option(
+    "--verdicts-out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write every verdict as one JSON line here ('-' = stdout).",
+)
+@click.option(
+    "--rejected-out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Rejected-lines report (default: <verdicts-out>.rejected, or ./replay.rejected).",
+)
 @click.option("--no-db", is_flag=True, help="Do not write to the database.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
-def replay(paths: tuple[str, ...], config_path: str | None, fmt: str | None, log_format: str | None,
-           verdicts_out: str | None, rejected_out: str | None, no_db: bool, progress: bool | None) -> None:
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal)."
+)
+def replay(
+    paths: tuple[str, ...],
+    config_path: str | None,
+    fmt: str | None,
+    log_format: str | None,
+    verdicts_out: str | None,
+    rejected_out: str | None,
+    no_db: bool,
+    progress: bool | None,
+) -> None:
     """Run the pipeline over log files (plain, .gz, '-' for stdin) in event time."""
     from abuse_stream.ingest.files import InputError, total_size
     from abuse_stream.replay import replay as do_replay
@@ -159,7 +187,9 @@ def replay(paths: tuple[str, ...], config_path: str | None, fmt: str | None, log
         migrate(cfg.database.url)
         store = Store(cfg.database.url, retries=cfg.database.write_retries)
     vout = JsonLinesSink(verdicts_out) if verdicts_out else None
-    rej_path = rejected_out or (f"{verdicts_out}.rejected" if verdicts_out and verdicts_out != "-" else "replay.rejected")
+    rej_path = rejected_out or (
+        f"{verdicts_out}.rejected" if verdicts_out and verdicts_out != "-" else "replay.rejected"
+    )
     rout = RejectedReport(rej_path)
     show = sys.stderr.isatty() if progress is None else progress
     try:
@@ -180,7 +210,8 @@ def replay(paths: tuple[str, ...], config_path: str | None, fmt: str | None, log
         f"replayed {summary.lines} lines in {summary.seconds:.2f}s ({summary.lines_per_s:,.0f} lines/s): "
         f"{summary.accepted} accepted, {summary.rejected} rejected ({reasons})\n"
         f"verdicts: {summary.verdicts} ({types}); IP-list changes: {summary.ip_changes}\n"
-        f"rejected lines: {rej_path}" + (f"\nverdicts: {verdicts_out}" if verdicts_out and verdicts_out != "-" else ""),
+        f"rejected lines: {rej_path}"
+        + (f"\nverdicts: {verdicts_out}" if verdicts_out and verdicts_out != "-" else ""),
         err=True,
     )
 
@@ -208,8 +239,14 @@ def _redact(url: str) -> str:
 @cli.command()
 @config_option
 @click.option("--scenario", default="demo", show_default=True, help="Simulated traffic scenario.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="demo-out", show_default=True,
-              help="Where the demo writes its SQLite database, traffic and labels.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="demo-out",
+    show_default=True,
+    help="Where the demo writes its SQLite database, traffic and labels.",
+)
 def demo(config_path: str | None, scenario: str, out_dir: str) -> None:
     """The whole pipeline on embedded defaults: a Tansu broker, SQLite, simulated labelled traffic."""
     from abuse_stream.demo import run_demo
@@ -223,12 +260,22 @@ def demo(config_path: str | None, scenario: str, out_dir: str) -> None:
 
 @cli.command()
 @click.option("--scenario", default="default", show_default=True)
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, help="Traffic file ('-' = stdout).")
-@click.option("--labels", "labels_path", type=click.Path(dir_okay=False), default=None, help="Labels CSV (ip, kind, ...).")
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False), required=True, help="Traffic file ('-' = stdout)."
+)
+@click.option(
+    "--labels",
+    "labels_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Labels CSV (ip, kind, ...).",
+)
 @click.option("--format", "fmt", type=click.Choice(["json", "combined"]), default="json", show_default=True)
 @click.option("--seed", type=int, default=None)
 @click.option("--scale", type=float, default=None, help="Multiply the number of actors.")
-def simulate(scenario: str, out_path: str, labels_path: str | None, fmt: str, seed: int | None, scale: float | None) -> None:
+def simulate(
+    scenario: str, out_path: str, labels_path: str | None, fmt: str, seed: int | None, scale: float | None
+) -> None:
     """Write labelled synthetic traffic (humans, good automation and bots) for a scenario."""
     import dataclasses
 

@@ -192,7 +192,9 @@ class Config(_Frozen):
         for p in self.profiles:
             for bt in p.bot_types:
                 if bt not in known:
-                    raise ValueError(f"profile {p.name!r} names unknown bot type {bt!r} (known: {sorted(known)})")
+                    raise ValueError(
+                        f"profile {p.name!r} names unknown bot type {bt!r} (known: {sorted(known)})"
+                    )
         return self
 
     def profile_for(self, host: str | None) -> ProfileConfig:

@@ -84,8 +84,14 @@ def run_demo(config_path: str | None, scenario: str, out_dir: Path, env: Mapping
         lines = buf.getvalue().splitlines()
         (out_dir / "traffic.jsonl").write_text(buf.getvalue())
         ips = traffic.records["ip"].to_list()
-        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "compression.type": "lz4",
-                             "queue.buffering.max.messages": 2_000_000})
+        producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "linger.ms": 50,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": 2_000_000,
+            }
+        )
         t0 = time.perf_counter()
         for ip, line in zip(ips, lines, strict=True):
             while True:
@@ -96,8 +102,10 @@ def run_demo(config_path: str | None, scenario: str, out_dir: Path, env: Mapping
                     producer.poll(0.05)
         producer.flush(60)
         del producer
-        click.echo(f"  produced {n:,} simulated requests from {traffic.labels.height:,} clients to "
-                   f"'{k.input_topic}' in {time.perf_counter() - t0:.1f}s")
+        click.echo(
+            f"  produced {n:,} simulated requests from {traffic.labels.height:,} clients to "
+            f"'{k.input_topic}' in {time.perf_counter() - t0:.1f}s"
+        )
 
         pipeline = Pipeline(cfg, _classifier(cfg))
         store = Store(db_url, retries=cfg.database.write_retries)
@@ -110,16 +118,20 @@ def run_demo(config_path: str | None, scenario: str, out_dir: Path, env: Mapping
             source.close()
             sink.close()
         secs = time.perf_counter() - t0
-        click.echo(f"  the service consumed {stats.messages:,} messages in {secs:.1f}s (group join included), "
-                   f"published {stats.verdicts} verdicts and {stats.ip_changes} IP-list changes")
+        click.echo(
+            f"  the service consumed {stats.messages:,} messages in {secs:.1f}s (group join included), "
+            f"published {stats.verdicts} verdicts and {stats.ip_changes} IP-list changes"
+        )
         verdicts = _read_verdicts(bootstrap, k.verdicts_topic)
         stored = store.count("verdicts")
         store.close()
     report = render_report(verdicts, traffic.labels, pipeline.stats.rejected_by_reason, stored)
     (out_dir / "report.txt").write_text(report)
     click.echo(report)
-    click.echo(f"demo finished in {time.perf_counter() - t_start:.0f}s; files in {out_dir}/ "
-               "(traffic.jsonl, labels.csv, report.txt, abuse-stream.db)")
+    click.echo(
+        f"demo finished in {time.perf_counter() - t_start:.0f}s; files in {out_dir}/ "
+        "(traffic.jsonl, labels.csv, report.txt, abuse-stream.db)"
+    )
 
 
 def _read_verdicts(bootstrap: str, topic: str) -> list[dict[str, Any]]:
@@ -128,8 +140,15 @@ def _read_verdicts(bootstrap: str, topic: str) -> list[dict[str, Any]]:
 
     from confluent_kafka import Consumer
 
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-reader-{uuid.uuid4().hex[:8]}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False, "session.timeout.ms": 6000})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"demo-reader-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
     c.subscribe([topic])
     out: dict[str, dict[str, Any]] = {}
     deadline = time.time() + 30
@@ -148,7 +167,9 @@ def _read_verdicts(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-def render_report(verdicts: list[dict[str, Any]], labels: pl.DataFrame, rejected: Mapping[str, int], stored: int) -> str:
+def render_report(
+    verdicts: list[dict[str, Any]], labels: pl.DataFrame, rejected: Mapping[str, int], stored: int
+) -> str:
     lines = ["", click.style("Verdicts by bot type", bold=True)]
     by_type = Counter(v["bot_type"] for v in verdicts)
     by_action = Counter((v["bot_type"], v["action"]) for v in verdicts)
@@ -166,7 +187,9 @@ def render_report(verdicts: list[dict[str, Any]], labels: pl.DataFrame, rejected
         per_ip.setdefault(v["ip"], []).append(v)
     lines.append(f"  {'ip':<40} {'simulated as':<30} {'bot type':<18} {'conf':>5}  detectors that fired")
     for bt, _n in by_type.most_common():
-        of_type = sorted((v for v in verdicts if v["bot_type"] == bt), key=lambda v: (-v["window"]["requests"], v["ip"]))
+        of_type = sorted(
+            (v for v in verdicts if v["bot_type"] == bt), key=lambda v: (-v["window"]["requests"], v["ip"])
+        )
         for v in of_type[:4]:
             ip = v["ip"]
             fired = "; ".join(
@@ -175,7 +198,9 @@ def render_report(verdicts: list[dict[str, Any]], labels: pl.DataFrame, rejected
                 for d in v["detectors"]
                 if d["counted"]
             )
-            lines.append(f"  {ip:<40} {kinds.get(ip, '?'):<30} {v['bot_type']:<18} {v['confidence']:>5.2f}  {fired}")
+            lines.append(
+                f"  {ip:<40} {kinds.get(ip, '?'):<30} {v['bot_type']:<18} {v['confidence']:>5.2f}  {fired}"
+            )
 
     lines += ["", click.style("Against the simulator's labels (per client IP)", bold=True)]
     flagged = set(per_ip)
@@ -195,9 +220,13 @@ def render_report(verdicts: list[dict[str, Any]], labels: pl.DataFrame, rejected
     fp = int(legit["flagged"].sum())
     recall = tp / bots.height if bots.height else 0.0
     precision = tp / (tp + fp) if tp + fp else 0.0
-    lines.append(f"  precision {precision:.3f}, recall {recall:.3f} over {bots.height} bot IPs and "
-                 f"{legit.height} legitimate IPs ({fp} legitimate IPs flagged)")
-    lines.append("  (two detectors so far: request_rate and bad_user_agent; stealthy kinds need the full engine)")
+    lines.append(
+        f"  precision {precision:.3f}, recall {recall:.3f} over {bots.height} bot IPs and "
+        f"{legit.height} legitimate IPs ({fp} legitimate IPs flagged)"
+    )
+    lines.append(
+        "  (two detectors so far: request_rate and bad_user_agent; stealthy kinds need the full engine)"
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -58,7 +58,9 @@ def detections(scored: pl.DataFrame, cfg: Config) -> pl.DataFrame:
             if not pol.enabled:
                 continue
             tol = pol.tolerance or prof.tolerance
-            rows.append((h, bt, prof.name, tol, cfg.detection.tolerance_levels[tol], pol.reaction, prof.duration_s))
+            rows.append(
+                (h, bt, prof.name, tol, cfg.detection.tolerance_levels[tol], pol.reaction, prof.duration_s)
+            )
     policy = pl.DataFrame(
         rows,
         schema={
@@ -73,11 +75,18 @@ def detections(scored: pl.DataFrame, cfg: Config) -> pl.DataFrame:
         orient="row",
     )
     bts = list(cfg.detection.bot_types)
-    long = scored.with_row_index("row").select(
-        "row",
-        "host",
-        pl.concat_list([pl.struct(bot_type=pl.lit(bt), confidence=pl.col(f"conf__{bt}")) for bt in bts]).alias("c"),
-    ).explode("c").unnest("c")
+    long = (
+        scored.with_row_index("row")
+        .select(
+            "row",
+            "host",
+            pl.concat_list(
+                [pl.struct(bot_type=pl.lit(bt), confidence=pl.col(f"conf__{bt}")) for bt in bts]
+            ).alias("c"),
+        )
+        .explode("c")
+        .unnest("c")
+    )
     return (
         long.join(policy, on=["host", "bot_type"], how="inner", nulls_equal=True)
         .filter((pl.col("confidence") >= pl.col("level") - 1e-9) & (pl.col("confidence") > 0))

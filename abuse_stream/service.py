@@ -62,7 +62,9 @@ class Service:
         self.clock = clock
         self.stats = ServiceStats()
 
-    def run(self, stop: threading.Event, until_caught_up: bool = False, max_idle_polls: int = 6) -> ServiceStats:
+    def run(
+        self, stop: threading.Event, until_caught_up: bool = False, max_idle_polls: int = 6
+    ) -> ServiceStats:
         """Loop until ``stop`` is set (or, with ``until_caught_up``, until the input is exhausted)."""
         last_input = self.clock()
         idle_polls = 0
@@ -73,7 +75,9 @@ class Service:
                 last_input = self.clock()
                 lags = self.source.partition_lags()
                 self.pipeline.set_live_sources({p for p, n in lags.items() if n > 0})
-                out = self.pipeline.process_lines([m.value() or b"" for m in msgs], [m.partition() for m in msgs])
+                out = self.pipeline.process_lines(
+                    [m.value() or b"" for m in msgs], [m.partition() for m in msgs]
+                )
                 self._deliver(out, msgs)
                 continue
             idle_polls += 1
@@ -119,5 +123,10 @@ class Service:
         self.stats.dead_letters += len(out.rejected)
         self.stats.commits += 1 if msgs else 0
         if out.verdicts:
-            log.info("batch: %d messages, %d verdicts, %d list changes, %d rejected",
-                     len(msgs), len(out.verdicts), len(out.ip_changes), len(out.rejected))
+            log.info(
+                "batch: %d messages, %d verdicts, %d list changes, %d rejected",
+                len(msgs),
+                len(out.verdicts),
+                len(out.ip_changes),
+                len(out.rejected),
+            )

@@ -77,7 +77,9 @@ def _sum_aggs() -> list[pl.Expr]:
     ]
 
 
-def aggregate_records(records: pl.DataFrame, step_s: float, max_paths: int, max_uas: int = 32) -> pl.DataFrame:
+def aggregate_records(
+    records: pl.DataFrame, step_s: float, max_paths: int, max_uas: int = 32
+) -> pl.DataFrame:
     """Aggregate enriched records into one row per (key, bucket) with :data:`BUCKET_SCHEMA`."""
     if records.height == 0:
         return pl.DataFrame(schema=BUCKET_SCHEMA)
@@ -200,7 +202,9 @@ class WindowState:
         if records.height:
             agg = aggregate_records(records, self.cfg.step_s, self.cfg.max_paths_per_bucket)
             self.open = (
-                agg if self.open.height == 0 else merge_buckets([self.open, agg], self.cfg.max_paths_per_bucket)
+                agg
+                if self.open.height == 0
+                else merge_buckets([self.open, agg], self.cfg.max_paths_per_bucket)
             )
             self.max_ts = max(self.max_ts, float(records["ts"].max()))  # type: ignore[arg-type]
             if "_src" in records.columns:
@@ -309,16 +313,26 @@ def window_aggregate(buckets: pl.DataFrame, buckets_per_window: int, step_s: flo
         (pl.col("gap_n").sum() + inner.count()).alias("gap_n"),
         pl.col("ua_class").max(),
         pl.col("ua").sort_by("ua_class").last(),
-        pl.col("ua_hashes").list.explode(keep_nulls=False, empty_as_null=False).n_unique().alias("distinct_uas"),
-        pl.col("path_hashes").list.explode(keep_nulls=False, empty_as_null=False).n_unique().alias("distinct_paths"),
+        pl.col("ua_hashes")
+        .list.explode(keep_nulls=False, empty_as_null=False)
+        .n_unique()
+        .alias("distinct_uas"),
+        pl.col("path_hashes")
+        .list.explode(keep_nulls=False, empty_as_null=False)
+        .n_unique()
+        .alias("distinct_paths"),
         pl.len().alias("active_steps"),
         *recent,
     )
-    return out.with_columns(
-        recent_counts=pl.concat_list([pl.col(f"_r{i}") for i in reversed(range(RECENT_STEPS))]),
-        window_start=(pl.col("bucket") - buckets_per_window + 1).cast(pl.Float64) * step_s,
-        window_end=(pl.col("bucket") + 1).cast(pl.Float64) * step_s,
-    ).drop([f"_r{i}" for i in range(RECENT_STEPS)]).select(list(CLOSED_SCHEMA))
+    return (
+        out.with_columns(
+            recent_counts=pl.concat_list([pl.col(f"_r{i}") for i in reversed(range(RECENT_STEPS))]),
+            window_start=(pl.col("bucket") - buckets_per_window + 1).cast(pl.Float64) * step_s,
+            window_end=(pl.col("bucket") + 1).cast(pl.Float64) * step_s,
+        )
+        .drop([f"_r{i}" for i in range(RECENT_STEPS)])
+        .select(list(CLOSED_SCHEMA))
+    )
 
 
 CLOSED_SCHEMA: dict[str, pl.DataType] = {

@@ -23,20 +23,39 @@ class TinyClassifier:
 
         vals = uas.to_list()
         return pl.DataFrame(
-            {"ua": uas, "ua_class": pl.Series([cls(u) for u in vals], dtype=pl.UInt8),
-             "ua_signature": pl.Series([None] * len(vals), dtype=pl.String)}
+            {
+                "ua": uas,
+                "ua_class": pl.Series([cls(u) for u in vals], dtype=pl.UInt8),
+                "ua_signature": pl.Series([None] * len(vals), dtype=pl.String),
+            }
         )
 
 
 def record(ts: float, ip: str = "1.1.1.1", **kw: Any) -> dict[str, Any]:
-    base = {"ts": ts, "ip": ip, "method": "GET", "path": "/", "status": 200, "host": "app.example",
-            "bytes": 100, "ua": "Mozilla/5.0", "referer": None, "latency_ms": 10.0, "session": None, "xff": None}
+    base = {
+        "ts": ts,
+        "ip": ip,
+        "method": "GET",
+        "path": "/",
+        "status": 200,
+        "host": "app.example",
+        "bytes": 100,
+        "ua": "Mozilla/5.0",
+        "referer": None,
+        "latency_ms": 10.0,
+        "session": None,
+        "xff": None,
+    }
     base.update(kw)
     return base
 
 
 def frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=CANONICAL_SCHEMA, orient="row") if rows else pl.DataFrame(schema=CANONICAL_SCHEMA)
+    return (
+        pl.DataFrame(rows, schema=CANONICAL_SCHEMA, orient="row")
+        if rows
+        else pl.DataFrame(schema=CANONICAL_SCHEMA)
+    )
 
 
 def timeline(spec: dict[str, str], t0: float = T0, unit: float = 1.0, **kw: Any) -> pl.DataFrame:

@@ -15,8 +15,21 @@ from abuse_stream.cli import cli
 from abuse_stream.simulate import SCENARIOS, generate
 
 REAL_LOG = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "apache_logs_2015.log"
-VERDICT_FIELDS = {"verdict_id", "ip", "session", "bot_type", "confidence", "action", "profile", "tolerance",
-                  "detected_at", "expires_at", "window", "detectors", "application"}
+VERDICT_FIELDS = {
+    "verdict_id",
+    "ip",
+    "session",
+    "bot_type",
+    "confidence",
+    "action",
+    "profile",
+    "tolerance",
+    "detected_at",
+    "expires_at",
+    "window",
+    "detectors",
+    "application",
+}
 DETECTOR_FIELDS = {"name", "fired", "value", "baseline", "threshold", "votes"}
 
 
@@ -72,13 +85,24 @@ def test_replay_is_deterministic_and_format_independent(tiny: Path, tmp_path: Pa
 
 def test_replay_from_stdin_reports_rejected_lines(tmp_path: Path):
     lines = [
-        json.dumps({"ts": 1793491200 + i, "ip": "203.0.113.5", "method": "GET", "path": f"/.env?{i}", "status": 404,
-                    "ua": "sqlmap/1.8"}) for i in range(30)
+        json.dumps(
+            {
+                "ts": 1793491200 + i,
+                "ip": "203.0.113.5",
+                "method": "GET",
+                "path": f"/.env?{i}",
+                "status": 404,
+                "ua": "sqlmap/1.8",
+            }
+        )
+        for i in range(30)
     ] + ["garbage", "\x00\x01binary", '{"ts": 1793491300, "ip": "1.2.3.4"']
     rej = tmp_path / "rej.jsonl"
     out = tmp_path / "v.jsonl"
-    res = run(["replay", "-", "--verdicts-out", str(out), "--rejected-out", str(rej), "--no-db"],
-              input="\n".join(lines) + "\n")
+    res = run(
+        ["replay", "-", "--verdicts-out", str(out), "--rejected-out", str(rej), "--no-db"],
+        input="\n".join(lines) + "\n",
+    )
     assert res.exit_code == 0, res.output
     assert "3 rejected" in res.output
     reports = [json.loads(x) for x in rej.read_text().splitlines()]
@@ -112,8 +136,23 @@ def test_unusable_input_or_config_exits_non_zero_with_a_message(tmp_path: Path):
 @pytest.mark.skipif(not REAL_LOG.exists(), reason="shared data not beside the checkout")
 def test_replay_of_the_real_2015_apache_log(tmp_path: Path):
     out = tmp_path / "v.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "abuse_stream", "replay", str(REAL_LOG), "--format", "combined",
-                           "--verdicts-out", str(out), "--no-db"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "abuse_stream",
+            "replay",
+            str(REAL_LOG),
+            "--format",
+            "combined",
+            "--verdicts-out",
+            str(out),
+            "--no-db",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "replayed 10000 lines" in proc.stderr
     verdicts = check_verdict_lines(out)

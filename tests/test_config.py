@@ -9,15 +9,24 @@ def test_defaults_load_and_are_frozen():
     cfg = build_config({})
     assert cfg.kafka.input_topic == "access-logs" and cfg.kafka.dlq_topic == "access-logs.dlq"
     assert cfg.kafka.verdicts_topic == "abuse.verdicts" and cfg.kafka.ip_lists_topic == "abuse.ip-lists"
-    assert set(cfg.detection.bot_types) == {"account_takeover", "scraping", "security_crawlers",
-                                            "resource_consumption", "api_abuse"}
+    assert set(cfg.detection.bot_types) == {
+        "account_takeover",
+        "scraping",
+        "security_crawlers",
+        "resource_consumption",
+        "api_abuse",
+    }
     with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error type
         cfg.window.step_s = 1  # type: ignore[misc]
 
 
 def test_env_overrides_connections_only():
-    cfg = build_config({"kafka": {"group_id": "g"}}, env={"KAFKA_BOOTSTRAP_SERVERS": "k:1", "DATABASE_URL": "sqlite://"})
-    assert cfg.kafka.bootstrap_servers == "k:1" and cfg.kafka.group_id == "g" and cfg.database.url == "sqlite://"
+    cfg = build_config(
+        {"kafka": {"group_id": "g"}}, env={"KAFKA_BOOTSTRAP_SERVERS": "k:1", "DATABASE_URL": "sqlite://"}
+    )
+    assert (
+        cfg.kafka.bootstrap_servers == "k:1" and cfg.kafka.group_id == "g" and cfg.database.url == "sqlite://"
+    )
 
 
 def test_user_detection_settings_merge_over_the_shipped_defaults():

@@ -14,31 +14,52 @@ DETS = ["request_rate", "bad_user_agent"]
 
 
 def scored_frame(rows: list[dict], cfg=CFG) -> pl.DataFrame:
-    base = {"key": "1.1.1.1", "ip": "1.1.1.1", "session": None, "host": "app", "requests": 100,
-            "last_ts": 1000.0, "window_start": 700.0, "window_end": 1000.0}
+    base = {
+        "key": "1.1.1.1",
+        "ip": "1.1.1.1",
+        "session": None,
+        "host": "app",
+        "requests": 100,
+        "last_ts": 1000.0,
+        "window_start": 700.0,
+        "window_end": 1000.0,
+    }
     for d in DETS:
-        base |= {f"{d}__value": 1.0, f"{d}__baseline": None, f"{d}__threshold": 2.0, f"{d}__fired": False,
-                 f"{d}__worked": True, f"{d}__fired_types": None, f"{d}__detail": None}
-    df = pl.DataFrame([{**base, **r} for r in rows], schema_overrides={
-        f"{d}__fired_types": pl.List(pl.String) for d in DETS} | {f"{d}__baseline": pl.Float64 for d in DETS})
+        base |= {
+            f"{d}__value": 1.0,
+            f"{d}__baseline": None,
+            f"{d}__threshold": 2.0,
+            f"{d}__fired": False,
+            f"{d}__worked": True,
+            f"{d}__fired_types": None,
+            f"{d}__detail": None,
+        }
+    df = pl.DataFrame(
+        [{**base, **r} for r in rows],
+        schema_overrides={f"{d}__fired_types": pl.List(pl.String) for d in DETS}
+        | {f"{d}__baseline": pl.Float64 for d in DETS},
+    )
     return confidence_columns(df, cfg.detection.bot_types)
 
 
 def test_confidence_is_votes_gained_over_votes_possible_of_detectors_that_worked():
-    df = scored_frame([
-        {"request_rate__fired": True},  # scraping: 1 of 3, api_abuse 1 of 1
-        {"request_rate__fired": True, "bad_user_agent__worked": False},  # scraping: 1 of 1 that worked
-        {"bad_user_agent__fired": True, "bad_user_agent__fired_types": ["security_crawlers"]},
-    ])
+    df = scored_frame(
+        [
+            {"request_rate__fired": True},  # scraping: 1 of 3, api_abuse 1 of 1
+            {"request_rate__fired": True, "bad_user_agent__worked": False},  # scraping: 1 of 1 that worked
+            {"bad_user_agent__fired": True, "bad_user_agent__fired_types": ["security_crawlers"]},
+        ]
+    )
     assert df["conf__scraping"].to_list() == pytest.approx([1 / 3, 1.0, 0.0])  # rate 1 of 1+2 votes
     assert df["conf__api_abuse"].to_list() == [1.0, 1.0, 0.0]
     assert df["conf__security_crawlers"].to_list() == [0.0, 0.0, 1.0]
     assert df["conf__account_takeover"].to_list() == [0.0, 0.0, 0.0]  # no detector votes yet
 
 
-@pytest.mark.parametrize(("tolerance", "expected"), [("low", {"scraping", "api_abuse"}),
-                                                      ("normal", {"api_abuse"}),
-                                                      ("high", {"api_abuse"})])
+@pytest.mark.parametrize(
+    ("tolerance", "expected"),
+    [("low", {"scraping", "api_abuse"}), ("normal", {"api_abuse"}), ("high", {"api_abuse"})],
+)
 def test_tolerance_sets_the_confidence_needed(tolerance, expected):
     cfg = build_config({"profiles": [{"name": "p", "tolerance": tolerance}]})
     df = scored_frame([{"request_rate__fired": True}], cfg)
@@ -46,21 +67,46 @@ def test_tolerance_sets_the_confidence_needed(tolerance, expected):
 
 
 def test_profile_can_disable_a_bot_type_and_override_its_tolerance():
-    cfg = build_config({"profiles": [{"name": "p", "tolerance": "normal",
-                                      "bot_types": {"api_abuse": {"enabled": False},
-                                                    "scraping": {"tolerance": "high", "reaction": "monitor"}}}]})
+    cfg = build_config(
+        {
+            "profiles": [
+                {
+                    "name": "p",
+                    "tolerance": "normal",
+                    "bot_types": {
+                        "api_abuse": {"enabled": False},
+                        "scraping": {"tolerance": "high", "reaction": "monitor"},
+                    },
+                }
+            ]
+        }
+    )
     df = scored_frame([{"request_rate__fired": True}], cfg)
     assert detections(df, cfg).height == 0
 
 
 def test_profile_matches_by_host_glob():
-    cfg = build_config({"profiles": [{"name": "api", "applications": ["api.*"], "tolerance": "high"},
-                                     {"name": "default", "tolerance": "low"}]})
-    df = scored_frame([{"request_rate__fired": True, "host": "api.example.com"},
-                       {"request_rate__fired": True, "host": "www.example.com", "key": "2.2.2.2", "ip": "2.2.2.2"}], cfg)
+    cfg = build_config(
+        {
+            "profiles": [
+                {"name": "api", "applications": ["api.*"], "tolerance": "high"},
+                {"name": "default", "tolerance": "low"},
+            ]
+        }
+    )
+    df = scored_frame(
+        [
+            {"request_rate__fired": True, "host": "api.example.com"},
+            {"request_rate__fired": True, "host": "www.example.com", "key": "2.2.2.2", "ip": "2.2.2.2"},
+        ],
+        cfg,
+    )
     hits = detections(df, cfg)
     assert set(zip(hits["row"], hits["profile"], hits["bot_type"], strict=True)) == {
-        (0, "api", "api_abuse"), (1, "default", "api_abuse"), (1, "default", "scraping")}
+        (0, "api", "api_abuse"),
+        (1, "default", "api_abuse"),
+        (1, "default", "scraping"),
+    }
 
 
 def book() -> VerdictBook:
@@ -93,7 +139,9 @@ def test_one_verdict_per_client_and_bot_type_while_listed_then_expiry_removes():
 def test_second_bot_type_on_a_listed_ip_extends_the_entry():
     b = book()
     df = scored_frame([{"request_rate__fired": True}])
-    hits = detections(df, build_config({"profiles": [{"name": "p", "tolerance": "low"}]}))  # api_abuse, scraping
+    hits = detections(
+        df, build_config({"profiles": [{"name": "p", "tolerance": "low"}]})
+    )  # api_abuse, scraping
     verdicts, changes = b.decide(df, hits)
     assert sorted(v["bot_type"] for v in verdicts) == ["api_abuse", "scraping"]
     assert [c["op"] for c in changes] == ["add", "extend"]
@@ -112,8 +160,10 @@ def test_monitor_reaction_records_a_verdict_but_lists_nothing():
 def test_steps_in_one_frame_are_decided_in_event_time_order_with_expiry_between():
     cfg = build_config({"profiles": [{"name": "p", "duration_s": 20}]})
     b = VerdictBook(DETS, cfg.detection.bot_types)
-    rows = [{"request_rate__fired": True, "last_ts": t - 1, "window_start": t - 300, "window_end": t}
-            for t in (1030.0, 1000.0, 1010.0)]
+    rows = [
+        {"request_rate__fired": True, "last_ts": t - 1, "window_start": t - 300, "window_end": t}
+        for t in (1030.0, 1000.0, 1010.0)
+    ]
     df = scored_frame(rows, cfg)
     hits = detections(df, cfg).filter(pl.col("bot_type") == "api_abuse")
     verdicts, changes = b.decide(df, hits)

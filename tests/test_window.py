@@ -29,7 +29,10 @@ def steps_of(*closed: pl.DataFrame) -> list[Step]:
     if not frames:
         return []
     df = pl.concat(frames)
-    return [Step(end, part.sort("key")) for (end,), part in sorted(df.partition_by("window_end", as_dict=True).items())]
+    return [
+        Step(end, part.sort("key"))
+        for (end,), part in sorted(df.partition_by("window_end", as_dict=True).items())
+    ]
 
 
 def feed(w: WindowState, records: pl.DataFrame, batch: int | None = None) -> list[Step]:
@@ -76,7 +79,9 @@ def test_record_older_than_a_closed_bucket_is_late_and_counted():
 
 @pytest.mark.parametrize("batch", [1, 7, 50, None])
 def test_results_do_not_depend_on_batching(batch):
-    recs = timeline({"1.1.1.1": "x.x.3..x.x.xx..2.x.x.x...x", "2.2.2.2": "..x...x...x...x...x...x..."}, unit=1.5)
+    recs = timeline(
+        {"1.1.1.1": "x.x.3..x.x.xx..2.x.x.x...x", "2.2.2.2": "..x...x...x...x...x...x..."}, unit=1.5
+    )
     ref = feed(state(), recs) + []
     w = state()
     got = feed(w, recs, batch)
@@ -88,7 +93,9 @@ def test_results_do_not_depend_on_batching(batch):
     for a, b in zip(got, ref, strict=True):
         cols = ["key", "n", "gap_n", "distinct_paths", "recent_counts"]
         assert a.clients.sort("key").select(cols).equals(b.clients.sort("key").select(cols))
-        assert a.clients.sort("key")["gap_sum"].to_list() == pytest.approx(b.clients.sort("key")["gap_sum"].to_list())
+        assert a.clients.sort("key")["gap_sum"].to_list() == pytest.approx(
+            b.clients.sort("key")["gap_sum"].to_list()
+        )
 
 
 def test_window_forgets_buckets_older_than_its_length():
@@ -132,8 +139,13 @@ def test_client_cap_evicts_least_recently_seen_and_counts():
 
 def test_session_key_groups_by_session_and_falls_back_to_ip():
     w = WindowState(WindowConfig(length_s=30, step_s=10, lateness_s=0, key="session"))
-    recs = frame([record(T0 + 1, "1.1.1.1", session="s1"), record(T0 + 2, "2.2.2.2", session="s1"),
-                  record(T0 + 3, "3.3.3.3")])
+    recs = frame(
+        [
+            record(T0 + 1, "1.1.1.1", session="s1"),
+            record(T0 + 2, "2.2.2.2", session="s1"),
+            record(T0 + 3, "3.3.3.3"),
+        ]
+    )
     w.add(enriched(recs, key="session"))
     steps = steps_of(w.flush())
     got = dict(zip(steps[0].clients["key"].to_list(), steps[0].clients["n"].to_list(), strict=True))

@@ -23,7 +23,9 @@ def build_detectors(params: Mapping[str, Mapping[str, Any]]) -> list[Detector]:
     """Instantiate the configured detectors (config name -> params), in registry order."""
     unknown = sorted(set(params) - set(REGISTRY))
     if unknown:
-        raise ValueError(f"config key 'detection.detectors': unknown detector(s) {unknown}; known: {sorted(REGISTRY)}")
+        raise ValueError(
+            f"config key 'detection.detectors': unknown detector(s) {unknown}; known: {sorted(REGISTRY)}"
+        )
     return [cls(params[name]) for name, cls in REGISTRY.items() if name in params]
 
 

@@ -86,9 +86,7 @@ class Detector(ABC):
         except ValidationError as e:
             first = e.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
-            raise ValueError(
-                f"config key 'detection.detectors.{self.name}.{loc}': {first['msg']}"
-            ) from None
+            raise ValueError(f"config key 'detection.detectors.{self.name}.{loc}': {first['msg']}") from None
 
     @abstractmethod
     def evaluate(self, features: pl.DataFrame, ctx: DetectContext) -> pl.DataFrame:

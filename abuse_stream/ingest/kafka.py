@@ -48,8 +48,9 @@ class KafkaSource:
         self.assignment: set[tuple[str, int]] = set()
         self.errors = 0
         self._on_assign, self._on_revoke = on_assign, on_revoke
-        self.consumer.subscribe([cfg.input_topic], on_assign=self._assigned, on_revoke=self._revoked,
-                                on_lost=self._revoked)
+        self.consumer.subscribe(
+            [cfg.input_topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
+        )
 
     def _assigned(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         self.assignment |= {(p.topic, p.partition) for p in parts}
@@ -109,7 +110,9 @@ class KafkaSource:
                 low, high = self.consumer.get_watermark_offsets(tp, timeout=5.0, cached=False)
             pos = tp.offset if tp.offset != OFFSET_INVALID else None
             if pos is None:
-                committed = self.consumer.committed([TopicPartition(tp.topic, tp.partition)], timeout=5.0)[0].offset
+                committed = self.consumer.committed([TopicPartition(tp.topic, tp.partition)], timeout=5.0)[
+                    0
+                ].offset
                 pos = committed if committed >= 0 else low
             lags[tp.partition] = max(0, high - pos)
         return lags

@@ -18,8 +18,13 @@ def dumps(obj: Any) -> bytes:
 def dead_letter(r: Rejected, source: dict[str, Any], rejected_at: str | None) -> dict[str, Any]:
     """A dead-letter record: why, where from, and the raw line (text, or base64 if not UTF-8)."""
     raw = r.raw[:MAX_RAW]
-    body: dict[str, Any] = {"reason": r.reason, "detail": r.detail, **source, "rejected_at": rejected_at,
-                            "truncated": len(r.raw) > MAX_RAW}
+    body: dict[str, Any] = {
+        "reason": r.reason,
+        "detail": r.detail,
+        **source,
+        "rejected_at": rejected_at,
+        "truncated": len(r.raw) > MAX_RAW,
+    }
     try:
         body["raw"] = raw.decode("utf-8")
     except UnicodeDecodeError:

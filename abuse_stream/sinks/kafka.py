@@ -69,7 +69,9 @@ class KafkaSink:
                 self._produce(self.cfg.ip_lists_topic, key, None)  # tombstone: compaction drops the key
         self.producer.poll(0)
 
-    def add_dead_letters(self, rejected: Sequence[Rejected], sources: Sequence[Mapping[str, Any]], at: str | None) -> None:
+    def add_dead_letters(
+        self, rejected: Sequence[Rejected], sources: Sequence[Mapping[str, Any]], at: str | None
+    ) -> None:
         for r, src in zip(rejected, sources, strict=True):
             key = src.get("key")
             body = dead_letter(r, {k: v for k, v in src.items() if k != "key"}, at)

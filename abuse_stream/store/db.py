@@ -22,8 +22,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import InterfaceError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from abuse_stream.store.models import ip_list_changes, ip_list_entries, verdicts
 from abuse_stream.verdicts import change_id
@@ -65,7 +64,9 @@ def migrations_dir() -> Path:
     for candidate in (here / "_migrations", here.parent / "migrations"):
         if (candidate / "env.py").exists():
             return candidate
-    raise FileNotFoundError("Alembic migrations not found (expected abuse_stream/_migrations or ./migrations)")
+    raise FileNotFoundError(
+        "Alembic migrations not found (expected abuse_stream/_migrations or ./migrations)"
+    )
 
 
 def migrate(url: str, revision: str = "head") -> None:
@@ -103,12 +104,19 @@ class Store:
             except (OperationalError, InterfaceError) as e:
                 if attempt == self.retries:
                     raise
-                log.warning("database write failed (attempt %d/%d), retrying in %.1fs: %s",
-                            attempt + 1, self.retries + 1, delay, str(e).splitlines()[0])
+                log.warning(
+                    "database write failed (attempt %d/%d), retrying in %.1fs: %s",
+                    attempt + 1,
+                    self.retries + 1,
+                    delay,
+                    str(e).splitlines()[0],
+                )
                 self._sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    def _write(self, conn: Any, verdict_rows: Sequence[dict[str, Any]], changes: Sequence[dict[str, Any]]) -> None:
+    def _write(
+        self, conn: Any, verdict_rows: Sequence[dict[str, Any]], changes: Sequence[dict[str, Any]]
+    ) -> None:
         now = datetime.now(UTC)
         if verdict_rows:
             rows = [
@@ -132,7 +140,9 @@ class Store:
                 }
                 for v in verdict_rows
             ]
-            conn.execute(self._insert(verdicts).values(rows).on_conflict_do_nothing(index_elements=["verdict_id"]))
+            conn.execute(
+                self._insert(verdicts).values(rows).on_conflict_do_nothing(index_elements=["verdict_id"])
+            )
         if changes:
             rows = [
                 {
@@ -150,7 +160,9 @@ class Store:
                 for c in changes
             ]
             conn.execute(
-                self._insert(ip_list_changes).values(rows).on_conflict_do_nothing(index_elements=["change_id"])
+                self._insert(ip_list_changes)
+                .values(rows)
+                .on_conflict_do_nothing(index_elements=["change_id"])
             )
             for r in rows:  # in order: the entry table is the state after the last change
                 self._apply_entry(conn, r)
@@ -177,7 +189,10 @@ class Store:
             "removed_at": None,
         }
         stmt = self._insert(ip_list_entries).values(values)
-        update = {k: stmt.excluded[k] for k in ("expires_at", "reason", "bot_type", "verdict_id", "source", "updated_at")}
+        update = {
+            k: stmt.excluded[k]
+            for k in ("expires_at", "reason", "bot_type", "verdict_id", "source", "updated_at")
+        }
         update["removed_at"] = None
         conn.execute(stmt.on_conflict_do_update(index_elements=["list", "value"], set_=update))
 
@@ -190,11 +205,15 @@ class Store:
     def count(self, table: str) -> int:
         from sqlalchemy import func
 
-        t = {"verdicts": verdicts, "ip_list_changes": ip_list_changes, "ip_list_entries": ip_list_entries}[table]
+        t = {"verdicts": verdicts, "ip_list_changes": ip_list_changes, "ip_list_entries": ip_list_entries}[
+            table
+        ]
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(t)).scalar_one())
 
     def active_entries(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(ip_list_entries).where(ip_list_entries.c.removed_at.is_(None))).mappings()
+            rows = conn.execute(
+                select(ip_list_entries).where(ip_list_entries.c.removed_at.is_(None))
+            ).mappings()
             return [{**r, "expires_at": _aware(r["expires_at"])} for r in rows]

@@ -24,11 +24,35 @@ class FixedBaselines(Baselines):
 
 
 def features(rows: list[dict]) -> pl.DataFrame:
-    base = {"key": "1.1.1.1", "bucket": 9, "window_start": -200.0, "window_end": 100.0, "ip": "1.1.1.1", "session": None, "host": "app", "requests": 10,
-            "window_rps": 0.1, "recent_counts": [0, 0, 0, 2, 2, 2], "iat_mean": 1.0, "iat_cv": 1.0, "iat_n": 9,
-            "distinct_paths": 5, "unique_path_ratio": 0.5, "share_2xx": 1.0, "share_4xx": 0.0, "share_5xx": 0.0,
-            "share_post": 0.0, "mean_bytes": 100.0, "mean_latency_ms": 10.0, "ua_class": 0, "ua": "Mozilla/5.0",
-            "distinct_uas": 1, "first_ts": 0.0, "last_ts": 10.0, "active_steps": 3}
+    base = {
+        "key": "1.1.1.1",
+        "bucket": 9,
+        "window_start": -200.0,
+        "window_end": 100.0,
+        "ip": "1.1.1.1",
+        "session": None,
+        "host": "app",
+        "requests": 10,
+        "window_rps": 0.1,
+        "recent_counts": [0, 0, 0, 2, 2, 2],
+        "iat_mean": 1.0,
+        "iat_cv": 1.0,
+        "iat_n": 9,
+        "distinct_paths": 5,
+        "unique_path_ratio": 0.5,
+        "share_2xx": 1.0,
+        "share_4xx": 0.0,
+        "share_5xx": 0.0,
+        "share_post": 0.0,
+        "mean_bytes": 100.0,
+        "mean_latency_ms": 10.0,
+        "ua_class": 0,
+        "ua": "Mozilla/5.0",
+        "distinct_uas": 1,
+        "first_ts": 0.0,
+        "last_ts": 10.0,
+        "active_steps": 3,
+    }
     return pl.DataFrame([{**base, **r} for r in rows]).with_columns(pl.col("ua_class").cast(pl.UInt8))
 
 
@@ -50,7 +74,9 @@ def test_detector_declares_itself(detector):
 
 
 def test_detector_returns_one_valid_finding_per_client(detector):
-    feats = features([{}, {"ua_class": int(UAClass.SCANNER), "recent_counts": [50] * 6}, {"requests": 1, "ua": None}])
+    feats = features(
+        [{}, {"ua_class": int(UAClass.SCANNER), "recent_counts": [50] * 6}, {"requests": 1, "ua": None}]
+    )
     out = check_findings(detector.name, detector.evaluate(feats, ctx(sustained_rps=1.0)), feats.height)
     assert out.height == 3
     assert out["fired"].dtype == pl.Boolean and out["worked"].dtype == pl.Boolean
@@ -84,10 +110,12 @@ def rate(**params):
 
 def test_request_rate_needs_a_sustained_rate_not_one_burst():
     d = rate(sustain_steps=3, floor_rps=2.0, factor=5.0)
-    feats = features([
-        {"recent_counts": [0, 0, 0, 0, 0, 300]},  # one 10 s burst of 300
-        {"recent_counts": [0, 0, 0, 50, 60, 70]},  # 5-7 req/s for 30 s
-    ])
+    feats = features(
+        [
+            {"recent_counts": [0, 0, 0, 0, 0, 300]},  # one 10 s burst of 300
+            {"recent_counts": [0, 0, 0, 50, 60, 70]},  # 5-7 req/s for 30 s
+        ]
+    )
     out = d.evaluate(feats, ctx(sustained_rps=0.2))
     assert out["value"].to_list() == [0.0, 5.0]
     assert out["threshold"].to_list() == [2.0, 2.0]  # max(floor 2, 5 x 0.2)
@@ -118,13 +146,15 @@ def ua(**params):
 
 def test_bad_user_agent_fires_per_class_and_names_the_supported_bot_types():
     d = ua(min_requests=3)
-    feats = features([
-        {"ua_class": int(UAClass.SCANNER), "ua": "sqlmap/1.7"},
-        {"ua_class": int(UAClass.LIBRARY), "ua": "okhttp/4.12"},
-        {"ua_class": int(UAClass.OK)},
-        {"ua_class": int(UAClass.EMPTY), "ua": None},
-        {"ua_class": int(UAClass.SCANNER), "requests": 2},
-    ])
+    feats = features(
+        [
+            {"ua_class": int(UAClass.SCANNER), "ua": "sqlmap/1.7"},
+            {"ua_class": int(UAClass.LIBRARY), "ua": "okhttp/4.12"},
+            {"ua_class": int(UAClass.OK)},
+            {"ua_class": int(UAClass.EMPTY), "ua": None},
+            {"ua_class": int(UAClass.SCANNER), "requests": 2},
+        ]
+    )
     out = d.evaluate(feats, ctx())
     assert out["fired"].to_list() == [True, False, False, True, False]
     assert out["fired_types"][0].to_list() == ["security_crawlers"]

@@ -257,13 +257,17 @@ def test_precedence(sigs: UASignatures) -> None:
     # a specific monitor beats the generic "...bot" fallback
     assert _cls(sigs, "Pingdom.com_bot_version_1.4_(http://www.pingdom.com/)") is UAClass.MONITORING
     # certificate validation is not a security scan
-    assert _cls(sigs, "Mozilla/5.0 (compatible; Let's Encrypt validation server; "
-                      "+https://www.letsencrypt.org)") is UAClass.MONITORING
+    assert (
+        _cls(sigs, "Mozilla/5.0 (compatible; Let's Encrypt validation server; +https://www.letsencrypt.org)")
+        is UAClass.MONITORING
+    )
     assert max(UAClass) is UAClass.SCANNER and UAClass.LIBRARY < UAClass.CRAWLER < UAClass.HEADLESS
 
 
 def test_signature_names_the_pattern(sigs: UASignatures) -> None:
-    assert sigs.classify("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)") == UAMatch(  # noqa: E501
+    assert sigs.classify(
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+    ) == UAMatch(  # noqa: E501
         UAClass.CRAWLER, "Googlebot\\/"
     )
     assert sigs.classify("gobuster/3.6") == UAMatch(UAClass.SCANNER, "gobuster")
@@ -301,8 +305,11 @@ def test_prefilter_matches_exhaustive_reference(sigs: UASignatures) -> None:
     random.Random(0).shuffle(uas)
     uas = uas[:700] + (_real_log_uas()[:300] if REAL_LOG.exists() else [])
     fresh = UASignatures.load()
-    diff = [(u, fresh.classify(u), fresh.classify_exhaustive(u)) for u in uas
-            if fresh.classify(u) != fresh.classify_exhaustive(u)]
+    diff = [
+        (u, fresh.classify(u), fresh.classify_exhaustive(u))
+        for u in uas
+        if fresh.classify(u) != fresh.classify_exhaustive(u)
+    ]
     assert diff == []
 
 
@@ -362,7 +369,14 @@ def test_classify_series_order_length_nulls(sigs: UASignatures) -> None:
     assert out["ua"].to_list() == values
     assert out["ua_class"].to_list() == [2, 6, 0, 7, 2, 6, 6, 4]
     assert out["ua_signature"].to_list() == [
-        "^curl", "empty", None, "sqlmap", "^curl", "empty", "empty", "Scrapy"
+        "^curl",
+        "empty",
+        None,
+        "sqlmap",
+        "^curl",
+        "empty",
+        "empty",
+        "Scrapy",
     ]
 
 
@@ -419,9 +433,12 @@ def test_real_2015_log_counts(sigs: UASignatures) -> None:
     assert 70 <= len(uas) - counts[UAClass.OK] <= 115
     assert counts[UAClass.EMPTY] == 1
     # no browser-looking UA without a bot token is flagged
-    browser = re.compile(r"^Mozilla/5\.0 \((Windows NT|Macintosh|X11|iPhone|iPad|Linux; (U; )?Android)[^)]*\)"
-                         r" [^()]*(\([^)]*\)[^()]*)?$")
+    browser = re.compile(
+        r"^Mozilla/5\.0 \((Windows NT|Macintosh|X11|iPhone|iPad|Linux; (U; )?Android)[^)]*\)"
+        r" [^()]*(\([^)]*\)[^()]*)?$"
+    )
     bot_token = re.compile(r"bot|spider|crawl|slurp|preview|proxy|favicon|phantom|feed|archiv|http", re.I)
-    flagged = [u for u, c in classes.items() if c is not UAClass.OK and browser.match(u)
-               and not bot_token.search(u)]
+    flagged = [
+        u for u, c in classes.items() if c is not UAClass.OK and browser.match(u) and not bot_token.search(u)
+    ]
     assert flagged == []

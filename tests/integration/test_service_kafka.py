@@ -37,31 +37,62 @@ def traffic() -> list[tuple[str, bytes]]:
         for i in range(6):
             rows.append((T0 + h * 3 + i * 25.0, ip, {"path": f"/products/{h * 10 + i}", "ua": BROWSER}))
     for i in range(60):
-        rows.append((T0 + 10 + i * 2.0, "203.0.113.66", {"path": f"/index.php?id={i}' OR 1=1--", "ua": "sqlmap/1.7.2#stable (https://sqlmap.org)", "status": 404}))
+        rows.append(
+            (
+                T0 + 10 + i * 2.0,
+                "203.0.113.66",
+                {
+                    "path": f"/index.php?id={i}' OR 1=1--",
+                    "ua": "sqlmap/1.7.2#stable (https://sqlmap.org)",
+                    "status": 404,
+                },
+            )
+        )
     for i in range(1200):
         rows.append((T0 + 20 + i * 0.1, "192.0.2.200", {"path": "/api/v1/search", "ua": BROWSER}))
     rows.sort(key=lambda r: r[0])
     out = []
     for ts, ip, extra in rows:
-        rec = {"ts": ts, "ip": ip, "method": "GET", "status": 200, "host": "shop.example.com", "bytes": 512,
-               "latency_ms": 12.5, **extra}
+        rec = {
+            "ts": ts,
+            "ip": ip,
+            "method": "GET",
+            "status": 200,
+            "host": "shop.example.com",
+            "bytes": 512,
+            "latency_ms": 12.5,
+            **extra,
+        }
         out.append((ip, json.dumps(rec).encode()))
     out.insert(100, ("x", b"this is not a log line"))
     out.insert(200, ("x", b'{"ts": "2026-11-01T00:00:01Z", "ip": "1.2.3.4", "method": "GET"'))  # truncated
-    out.insert(300, ("x", b'{"ts": "yesterday", "ip": "1.2.3.4", "method": "GET", "path": "/", "status": 200}'))
-    out.insert(400, ("x", b'{"ts": 1793491260, "ip": "999.1.2.3", "method": "GET", "path": "/", "status": 200}'))
+    out.insert(
+        300, ("x", b'{"ts": "yesterday", "ip": "1.2.3.4", "method": "GET", "path": "/", "status": 200}')
+    )
+    out.insert(
+        400, ("x", b'{"ts": 1793491260, "ip": "999.1.2.3", "method": "GET", "path": "/", "status": 200}')
+    )
     return out
 
 
 def make_config(bootstrap: str, prefix: str, db_url: str | None) -> Config:
-    return build_config({
-        "kafka": {"bootstrap_servers": bootstrap, "group_id": f"{prefix}-g", "input_topic": f"{prefix}-in",
-                  "dlq_topic": f"{prefix}-dlq", "verdicts_topic": f"{prefix}-verdicts",
-                  "ip_lists_topic": f"{prefix}-lists", "session_timeout_ms": 6000, "batch_size": 500,
-                  "input_partitions": 2},
-        "database": {"url": db_url},
-        "window": {"length_s": 60, "step_s": 10, "lateness_s": 5},
-    })
+    return build_config(
+        {
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "group_id": f"{prefix}-g",
+                "input_topic": f"{prefix}-in",
+                "dlq_topic": f"{prefix}-dlq",
+                "verdicts_topic": f"{prefix}-verdicts",
+                "ip_lists_topic": f"{prefix}-lists",
+                "session_timeout_ms": 6000,
+                "batch_size": 500,
+                "input_partitions": 2,
+            },
+            "database": {"url": db_url},
+            "window": {"length_s": 60, "step_s": 10, "lateness_s": 5},
+        }
+    )
 
 
 def produce(bootstrap: str, topic: str, items: list[tuple[str, bytes]]) -> None:
@@ -72,8 +103,15 @@ def produce(bootstrap: str, topic: str, items: list[tuple[str, bytes]]) -> None:
 
 
 def read_all(bootstrap: str, topic: str, expect_at_least: int = 1, timeout: float = 30.0) -> list:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{topic}-{time.time()}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False, "session.timeout.ms": 6000})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{topic}-{time.time()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
     c.subscribe([topic])
     out, deadline, idle = [], time.time() + timeout, 0
     while time.time() < deadline:
@@ -89,9 +127,15 @@ def read_all(bootstrap: str, topic: str, expect_at_least: int = 1, timeout: floa
 
 def setup_topics(cfg: Config) -> None:
     k = cfg.kafka
-    ensure_topics(k.bootstrap_servers, {k.input_topic: TopicSpec(2), k.dlq_topic: TopicSpec(1),
-                                        k.verdicts_topic: TopicSpec(1),
-                                        k.ip_lists_topic: TopicSpec(1, {"cleanup.policy": "compact"})})
+    ensure_topics(
+        k.bootstrap_servers,
+        {
+            k.input_topic: TopicSpec(2),
+            k.dlq_topic: TopicSpec(1),
+            k.verdicts_topic: TopicSpec(1),
+            k.ip_lists_topic: TopicSpec(1, {"cleanup.policy": "compact"}),
+        },
+    )
 
 
 def test_service_consumes_detects_publishes_stores_and_commits(kafka_bootstrap, unique_topic, pg_url):
@@ -103,7 +147,8 @@ def test_service_consumes_detects_publishes_stores_and_commits(kafka_bootstrap, 
     store = Store(pg_url)
     source = KafkaSource(cfg.kafka)
     stats = Service(cfg, Pipeline(cfg, UASignatures.load()), source, KafkaSink(cfg.kafka), store).run(
-        threading.Event(), until_caught_up=True)
+        threading.Event(), until_caught_up=True
+    )
     source.close()
     assert stats.messages == len(items)
 
@@ -113,8 +158,21 @@ def test_service_consumes_detects_publishes_stores_and_commits(kafka_bootstrap, 
     assert ("192.0.2.200", "api_abuse") in by_ip
     assert not any(ip.startswith("198.51.100.") for ip, _ in by_ip), "a human was flagged"
     for v in verdicts:
-        assert {"verdict_id", "ip", "bot_type", "confidence", "action", "profile", "tolerance", "detected_at",
-                "expires_at", "window", "detectors", "application", "session"} <= set(v)
+        assert {
+            "verdict_id",
+            "ip",
+            "bot_type",
+            "confidence",
+            "action",
+            "profile",
+            "tolerance",
+            "detected_at",
+            "expires_at",
+            "window",
+            "detectors",
+            "application",
+            "session",
+        } <= set(v)
         for d in v["detectors"]:
             assert {"name", "fired", "value", "baseline", "threshold", "votes"} <= set(d)
     # one verdict per client and bot type while listed, despite many window steps of activity
@@ -127,7 +185,12 @@ def test_service_consumes_detects_publishes_stores_and_commits(kafka_bootstrap, 
     assert {e["value"] for e in store.active_entries()} == {"203.0.113.66", "192.0.2.200"}
 
     dlq = [json.loads(m.value()) for m in read_all(kafka_bootstrap, cfg.kafka.dlq_topic, expect_at_least=4)]
-    assert sorted(d["reason"] for d in dlq) == ["bad_ip", "bad_timestamp", "invalid_json", "unrecognised_format"]
+    assert sorted(d["reason"] for d in dlq) == [
+        "bad_ip",
+        "bad_timestamp",
+        "invalid_json",
+        "unrecognised_format",
+    ]
     assert all(d["topic"] == cfg.kafka.input_topic and d["offset"] >= 0 and d["raw"] for d in dlq)
 
     # offsets were committed: the group has nothing left to read
@@ -142,7 +205,9 @@ def test_service_consumes_detects_publishes_stores_and_commits(kafka_bootstrap, 
     store.close()
 
 
-def test_run_command_serves_until_sigterm_and_exits_cleanly(kafka_bootstrap, unique_topic, pg_url, tmp_path: Path):
+def test_run_command_serves_until_sigterm_and_exits_cleanly(
+    kafka_bootstrap, unique_topic, pg_url, tmp_path: Path
+):
     cfg = make_config(kafka_bootstrap, unique_topic("run"), pg_url)
     conf_file = tmp_path / "abuse.yaml"
     data = cfg.model_dump(exclude={"detection"})
@@ -152,8 +217,12 @@ def test_run_command_serves_until_sigterm_and_exits_cleanly(kafka_bootstrap, uni
     conf_file.write_text(yaml.safe_dump(data))
     migrate(pg_url)
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "DATABASE_URL": pg_url}
-    proc = subprocess.Popen([sys.executable, "-m", "abuse_stream", "run", "--config", str(conf_file)],
-                            env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "abuse_stream", "run", "--config", str(conf_file)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         produce(kafka_bootstrap, cfg.kafka.input_topic, traffic())
         store = Store(pg_url)

@@ -15,19 +15,43 @@ def db_url(request):
 
 def verdict(vid: str, ip: str = "203.0.113.9") -> dict:
     return {
-        "verdict_id": vid, "ip": ip, "session": None, "bot_type": "scraping", "confidence": 1.0,
-        "action": "graylist", "profile": "default", "tolerance": "normal",
-        "detected_at": "2026-11-01T00:05:00.000Z", "expires_at": "2026-11-01T01:05:00.000Z",
+        "verdict_id": vid,
+        "ip": ip,
+        "session": None,
+        "bot_type": "scraping",
+        "confidence": 1.0,
+        "action": "graylist",
+        "profile": "default",
+        "tolerance": "normal",
+        "detected_at": "2026-11-01T00:05:00.000Z",
+        "expires_at": "2026-11-01T01:05:00.000Z",
         "window": {"start": "2026-11-01T00:00:00.000Z", "end": "2026-11-01T00:05:00.000Z", "requests": 300},
-        "detectors": [{"name": "request_rate", "fired": True, "value": 9.0, "baseline": 0.5, "threshold": 2.5,
-                       "votes": 1}],
+        "detectors": [
+            {
+                "name": "request_rate",
+                "fired": True,
+                "value": 9.0,
+                "baseline": 0.5,
+                "threshold": 2.5,
+                "votes": 1,
+            }
+        ],
         "application": "shop.example.com",
     }
 
 
 def change(op: str, at: str, expires: str | None, vid: str = "v1", ip: str = "203.0.113.9") -> dict:
-    return {"list": "graylist", "value": ip, "op": op, "expires_at": expires, "reason": "scraping: request_rate",
-            "bot_type": "scraping", "verdict_id": vid, "source": "detector", "changed_at": at}
+    return {
+        "list": "graylist",
+        "value": ip,
+        "op": op,
+        "expires_at": expires,
+        "reason": "scraping: request_rate",
+        "bot_type": "scraping",
+        "verdict_id": vid,
+        "source": "detector",
+        "changed_at": at,
+    }
 
 
 def test_migrations_create_the_schema(db_url):
@@ -42,8 +66,10 @@ def test_migrations_create_the_schema(db_url):
 def test_writes_are_idempotent(db_url):
     migrate(db_url)
     store = Store(db_url)
-    batch = ([verdict("v1"), verdict("v2", "198.51.100.7")],
-             [change("add", "2026-11-01T00:05:00.000Z", "2026-11-01T01:05:00.000Z")])
+    batch = (
+        [verdict("v1"), verdict("v2", "198.51.100.7")],
+        [change("add", "2026-11-01T00:05:00.000Z", "2026-11-01T01:05:00.000Z")],
+    )
     store.write_batch(*batch)
     store.write_batch(*batch)  # a replayed batch (crash before the offset commit) changes nothing
     assert store.count("verdicts") == 2
