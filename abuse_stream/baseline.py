@@ -14,12 +14,13 @@ The state pickles (:meth:`TrafficBaselines.snapshot` / :meth:`restore`) so it su
 
 from __future__ import annotations
 
+import math
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import polars as pl
-from river import stats
+from river import anomaly, stats
 
 from abuse_stream.config import BaselineConfig
 from abuse_stream.detectors.base import Baselines
@@ -33,11 +34,74 @@ class _Model:
     n: int = 0
 
 
+#: session features of the behaviour model, each mapped to [0, 1] by a fixed transform (HalfSpaceTrees
+#: needs bounded inputs; fixed transforms keep a score comparable across time, unlike running min-max)
+BEHAVIOR_FEATURES: dict[str, pl.Expr] = {
+    "volume": (pl.col("requests").cast(pl.Float64).log1p() / math.log1p(2000)).clip(0, 1),
+    "unique_paths": pl.col("unique_path_ratio").clip(0, 1),
+    "unique_endpoints": pl.col("unique_template_ratio").clip(0, 1),
+    "breadth": (pl.col("distinct_templates").cast(pl.Float64).log1p() / math.log1p(200)).clip(0, 1),
+    "errors": pl.col("share_4xx").clip(0, 1),
+    "not_found": pl.col("share_404").clip(0, 1),
+    "writes": pl.col("share_post").clip(0, 1),
+    "sensitive": pl.col("share_sensitive").clip(0, 1),
+    "regularity": (pl.col("iat_cv").fill_null(1.5).clip(0, 3) / 3),
+    "agents": ((pl.col("distinct_uas").cast(pl.Float64) - 1).clip(0, 9) / 9),
+}
+
+
+@dataclass
+class BehaviorModel:
+    """river HalfSpaceTrees over :data:`BEHAVIOR_FEATURES`; ``learn_one``/``score_one`` per client row."""
+
+    seed: int
+    model: anomaly.HalfSpaceTrees = field(init=False)
+    n: int = 0
+
+    def __post_init__(self) -> None:
+        self.model = anomaly.HalfSpaceTrees(n_trees=25, height=8, window_size=250, seed=self.seed)
+
+    @staticmethod
+    def rows(features: pl.DataFrame) -> list[dict[str, float]]:
+        return features.select(**BEHAVIOR_FEATURES).fill_nan(0.0).fill_null(0.0).to_dicts()
+
+    def learn(self, features: pl.DataFrame) -> None:
+        for x in self.rows(features):
+            self.model.learn_one(x)
+        self.n += features.height
+
+    def score(self, features: pl.DataFrame) -> list[float]:
+        return [self.model.score_one(x) for x in self.rows(features)]
+
+
 @dataclass
 class TrafficBaselines(Baselines):
     cfg: BaselineConfig
     metrics: Mapping[str, float]  # metric name -> quantile level learned
     models: dict[tuple[str, str], _Model] = field(default_factory=dict)
+    behavior: BehaviorModel | None = None
+    max_scored: int = 5000  # rows scored per call: per-client Python stays bounded
+
+    def score(self, model: str, features: pl.DataFrame, eligible: pl.Series) -> pl.Series:
+        out = pl.Series([None] * features.height, dtype=pl.Float64)
+        b = self.behavior
+        if model != "behavior" or b is None or b.n < self.cfg.warmup_samples or features.height == 0:
+            return out
+        idx = features.with_row_index("_i").filter(eligible)["_i"].head(self.max_scored)
+        if idx.len() == 0:
+            return out
+        scores = b.score(features[idx])
+        return out.scatter(idx, pl.Series(scores, dtype=pl.Float64))
+
+    def learn_behavior(
+        self, features: pl.DataFrame, eligible: pl.Series, epoch: int, min_requests: int
+    ) -> None:
+        if self.behavior is None:
+            self.behavior = BehaviorModel(seed=self.cfg.seed)
+        rows = features.filter(eligible & (features["requests"] >= min_requests))
+        if rows.height > self.cfg.sample_per_epoch:
+            rows = rows.sample(n=self.cfg.sample_per_epoch, seed=self.cfg.seed + epoch)
+        self.behavior.learn(rows.sort("key", "bucket"))
 
     def _model(self, app: str, metric: str) -> _Model:
         m = self.models.get((app, metric))
@@ -91,7 +155,10 @@ class TrafficBaselines(Baselines):
         return learnt
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.models, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(
+            {"models": self.models, "behavior": self.behavior}, protocol=pickle.HIGHEST_PROTOCOL
+        )
 
     def restore(self, blob: bytes) -> None:
-        self.models = pickle.loads(blob)  # noqa: S301 - our own snapshot, stored by us
+        state = pickle.loads(blob)  # noqa: S301 - our own snapshot, stored by us
+        self.models, self.behavior = state["models"], state["behavior"]

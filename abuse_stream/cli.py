@@ -56,10 +56,12 @@ def _classifier(cfg: Config) -> Any:
 
 
 def _pipeline(cfg: Config) -> Any:
+    from abuse_stream.browsers import BrowserReleases
+    from abuse_stream.crawlers import CrawlerVerifier
     from abuse_stream.pipeline import Pipeline
 
     try:
-        return Pipeline(cfg, _classifier(cfg))
+        return Pipeline(cfg, _classifier(cfg), crawlers=CrawlerVerifier(), browsers=BrowserReleases.load())
     except ValueError as e:
         raise click.ClickException(str(e)) from None
 
@@ -152,6 +154,12 @@ def _topic_specs(cfg: Config, TopicSpec: Any) -> dict[str, Any]:
 )
 @click.option("--no-db", is_flag=True, help="Do not write to the database.")
 @click.option(
+    "--findings-out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write every detector finding per client and window step (parquet), for `calibrate`.",
+)
+@click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal)."
 )
 def replay(
@@ -162,6 +170,7 @@ def replay(
     verdicts_out: str | None,
     rejected_out: str | None,
     no_db: bool,
+    findings_out: str | None,
     progress: bool | None,
 ) -> None:
     """Run the pipeline over log files (plain, .gz, '-' for stdin) in event time."""
@@ -178,10 +187,9 @@ def replay(
         overrides["input.format"] = fmt
     cfg = _load(config_path, overrides)
     _setup_logging(cfg.log_level)
-    try:
-        pipeline = _pipeline(cfg)
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
+    pipeline = _pipeline(cfg)
+    if findings_out:
+        pipeline.keep_findings = True
     store = None
     if not no_db and cfg.database.url:
         migrate(cfg.database.url)
@@ -204,6 +212,8 @@ def replay(
     finally:
         if store is not None:
             store.close()
+    if findings_out:
+        pipeline.findings_frame().write_parquet(findings_out)
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary.rejected_by_reason.items())) or "none"
     types = ", ".join(f"{k} {v}" for k, v in sorted(summary.verdicts_by_type.items())) or "none"
     click.echo(
@@ -291,6 +301,111 @@ def simulate(
     if labels_path:
         sim.write_labels(traffic.labels, labels_path)
     click.echo(f"wrote {n} lines ({traffic.labels.height} actors) to {out_path}", err=True)
+
+
+@cli.command()
+@click.option(
+    "--labels",
+    "labels_path",
+    type=click.Path(exists=True, dir_okay=False),
+    required=True,
+    help="Labels CSV (ip, kind, is_bot, bot_type), e.g. from `simulate --labels`.",
+)
+@click.option(
+    "--verdicts",
+    "verdicts_path",
+    type=click.Path(exists=True, dir_okay=False),
+    required=True,
+    help="Verdict JSON lines, e.g. from `replay --verdicts-out`.",
+)
+@click.option(
+    "--traffic",
+    "traffic_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="The replayed traffic: enables time-to-detect and per-kind request counts.",
+)
+@click.option("--format", "fmt", type=click.Choice(["auto", "json", "combined", "common"]), default="auto")
+@click.option(
+    "--actions", default="denylist,graylist", show_default=True, help="Verdict actions that count as flagged."
+)
+@click.option("--strict", is_flag=True, help="Exit 1 if any target is not met.")
+def evaluate(
+    labels_path: str, verdicts_path: str, traffic_path: str | None, fmt: str, actions: str, strict: bool
+) -> None:
+    """Precision, recall, false positives per kind and time-to-detect of verdicts against labels."""
+    import polars as pl
+
+    from abuse_stream import evaluate as ev
+
+    try:
+        first = ev.first_seen_from_traffic(traffic_path, fmt) if traffic_path else None
+        result = ev.evaluate(
+            ev.load_labels(labels_path),
+            ev.load_verdicts(verdicts_path),
+            first,
+            {a.strip() for a in actions.split(",") if a.strip()},
+        )
+    except (OSError, ValueError, pl.exceptions.PolarsError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(ev.render(result))
+    if strict and any(t.ok is False for t in result.targets):
+        sys.exit(1)
+
+
+@cli.command()
+@config_option
+@click.option("--labels", "labels_path", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option(
+    "--findings",
+    "findings_path",
+    type=click.Path(exists=True, dir_okay=False),
+    required=True,
+    help="Parquet from `replay --findings-out`.",
+)
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False), required=True, help="Proposed config (YAML)."
+)
+@click.option(
+    "--fp-budget",
+    type=float,
+    default=0.001,
+    show_default=True,
+    help="Largest share of legitimate IPs a bot type may flag.",
+)
+@click.option("--max-votes", type=int, default=5, show_default=True)
+@click.option("--negatives", type=click.Choice(["legit", "all"]), default="legit", show_default=True)
+def calibrate(
+    config_path: str | None,
+    labels_path: str,
+    findings_path: str,
+    out_path: str,
+    fp_budget: float,
+    max_votes: int,
+    negatives: str,
+) -> None:
+    """Fit votes and thresholds per bot type from a labelled replay (logistic regression); writes a
+    config proposal to review, never adopted automatically."""
+    import polars as pl
+
+    from abuse_stream import calibrate as cal
+
+    cfg = _load(config_path)
+    try:
+        result = cal.calibrate_files(
+            labels_path,
+            findings_path,
+            out_path,
+            fp_budget=fp_budget,
+            max_votes=max_votes,
+            negatives=negatives,
+            tolerance_levels=dict(cfg.detection.tolerance_levels),
+            base_votes={bt: dict(c.votes) for bt, c in cfg.detection.bot_types.items()},
+        )
+    except (OSError, ValueError, pl.exceptions.PolarsError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"wrote a proposed detection config to {out_path}")
+    del result
 
 
 def main() -> None:

@@ -96,6 +96,9 @@ class WindowConfig(_Frozen):
 
 class BotTypeConfig(_Frozen):
     votes: dict[str, float] = Field(default_factory=dict, description="detector name -> votes")
+    min_votes_possible: float = Field(
+        0.0, ge=0, description="judge the bot type only when detectors worth this many votes could judge"
+    )
 
     @field_validator("votes")
     @classmethod
@@ -148,6 +151,9 @@ class ProfileConfig(_Frozen):
     applications: list[str] = Field(default_factory=lambda: ["*"], description="host globs")
     tolerance: Tolerance = "normal"
     duration_s: float = Field(3600.0, gt=0, description="lifetime of automatic IP-list entries")
+    sensitive_endpoints: list[str] = Field(
+        default_factory=list, description="endpoint globs (over 'METHOD /templated/path') that are sensitive"
+    )
     bot_types: dict[str, BotTypePolicy] = Field(default_factory=dict)
 
     @field_validator("bot_types")

@@ -19,11 +19,12 @@ from typing import Any
 
 import polars as pl
 
+from abuse_stream import endpoints
 from abuse_stream.baseline import TrafficBaselines
 from abuse_stream.config import Config
 from abuse_stream.detectors import build_detectors
 from abuse_stream.detectors.base import DetectContext, check_findings
-from abuse_stream.features import UAClassifier, client_features, enrich
+from abuse_stream.features import BrowserClassifier, CrawlerChecker, Enricher, UAClassifier, client_features
 from abuse_stream.ingest.parse import LineParser, build_parser
 from abuse_stream.ingest.schema import Rejected
 from abuse_stream.scoring import confidence_columns, detections
@@ -58,9 +59,24 @@ class PipelineStats:
 
 
 class Pipeline:
-    def __init__(self, cfg: Config, classifier: UAClassifier, parser: LineParser | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        classifier: UAClassifier,
+        parser: LineParser | None = None,
+        crawlers: CrawlerChecker | None = None,
+        browsers: BrowserClassifier | None = None,
+    ) -> None:
         self.cfg = cfg
-        self.classifier = classifier
+        self.enrich = Enricher(
+            key=cfg.window.key,
+            ua=classifier,
+            crawlers=crawlers,
+            browsers=browsers,
+            sensitive_regex=endpoints.globs_to_regex(
+                [g for p in cfg.profiles for g in p.sensitive_endpoints]
+            ),
+        )
         self.parser = parser or build_parser(cfg.input.format, cfg.input.log_format, cfg.input.max_line_bytes)
         self.detectors = build_detectors(cfg.detection.detectors)
         self.window = WindowState(cfg.window)
@@ -70,6 +86,8 @@ class Pipeline:
         )
         self.book = VerdictBook([d.name for d in self.detectors], cfg.detection.bot_types)
         self.stats = PipelineStats()
+        self.keep_findings = False  # replay --findings-out: keep every finding for calibration
+        self._findings: list[pl.DataFrame] = []
 
     # -- entry points ------------------------------------------------------------------------------
 
@@ -94,7 +112,7 @@ class Pipeline:
         """Run canonical records (optionally with a ``_line`` index into ``lines``) through the stages."""
         out = BatchOutput()
         if records.height:
-            enriched = enrich(records, self.cfg.window.key, self.classifier)
+            enriched = self.enrich(records)
             late = self.window.add(enriched)
             out.accepted = records.height - late.height
             self.stats.accepted += out.accepted
@@ -146,12 +164,21 @@ class Pipeline:
             f = check_findings(d.name, d.evaluate(feats, ctx), feats.height)
             parts.append(f.rename({c: f"{d.name}__{c}" for c in f.columns}))
         scored = confidence_columns(pl.concat(parts, how="horizontal"), self.cfg.detection.bot_types)
+        if self.keep_findings:
+            keep = ["key", "ip", "bucket", "window_end"] + [
+                c for c in scored.columns if "__" in c and not c.endswith("__detail")
+            ]
+            self._findings.append(scored.select(keep))
         hits = detections(scored, self.cfg)
         verdicts, changes = self.book.decide(scored, hits)
         for v in verdicts:
             self.stats.verdicts_by_type[v["bot_type"]] = self.stats.verdicts_by_type.get(v["bot_type"], 0) + 1
         self._learn(scored, hits, epoch)
         return verdicts, changes
+
+    def findings_frame(self) -> pl.DataFrame:
+        """Every finding kept since the start (``keep_findings``), one row per client and window step."""
+        return pl.concat(self._findings, how="vertical_relaxed") if self._findings else pl.DataFrame()
 
     def _learn(self, scored: pl.DataFrame, hits: pl.DataFrame, bucket: int) -> None:
         learners = [d for d in self.detectors if d.baseline_metric]
@@ -170,6 +197,9 @@ class Pipeline:
             eligible,
             bucket,
         )
+        behavior = next((d for d in self.detectors if d.name == "suspicious_behavior"), None)
+        if behavior is not None:
+            self.baselines.learn_behavior(scored, eligible, bucket, behavior.params.min_requests)  # type: ignore[attr-defined]
 
     def _late_rejects(self, late: pl.DataFrame, lines: Sequence[bytes] | None) -> list[Rejected]:
         limit = (self.window.closed_until or 0) * self.cfg.window.step_s

@@ -1,7 +1,9 @@
 """Scoring: findings -> confidence per bot type -> which (client, bot type) pairs are detections.
 
 Per bot type, confidence = votes gained / votes possible, counting only the detectors that *worked*
-for the client (a detector without enough data neither helps nor hurts). A detector's firing counts
+for the client (a detector without enough data neither helps nor hurts); a bot type whose working
+detectors are worth fewer than its ``min_votes_possible`` votes is not judged (confidence 0), so
+supporting evidence alone never makes a verdict. A detector's firing counts
 for a bot type only if its ``fired_types`` is null or names that type. A pair is a detection when
 its confidence reaches the tolerance level of the profile that covers the client's application (a
 profile may override the tolerance per bot type) and at least one vote was gained.
@@ -41,7 +43,7 @@ def confidence_columns(findings: pl.DataFrame, bot_types: Mapping[str, BotTypeCo
         g = pl.sum_horizontal(gained)
         p = pl.sum_horizontal(possible)
         exprs += [
-            pl.when(p > 0).then(g / p).otherwise(0.0).alias(f"conf__{bt}"),
+            pl.when((p > 0) & (p >= conf.min_votes_possible)).then(g / p).otherwise(0.0).alias(f"conf__{bt}"),
             p.alias(f"possible__{bt}"),
         ]
     return findings.with_columns(exprs)
@@ -87,8 +89,20 @@ def detections(scored: pl.DataFrame, cfg: Config) -> pl.DataFrame:
         .explode("c")
         .unnest("c")
     )
-    return (
-        long.join(policy, on=["host", "bot_type"], how="inner", nulls_equal=True)
-        .filter((pl.col("confidence") >= pl.col("level") - 1e-9) & (pl.col("confidence") > 0))
-        .sort("row", "bot_type")
+    verified = (
+        scored.with_row_index("row").select("row", pl.col("crawler_verified").fill_null(False))
+        if ("crawler_verified" in scored.columns)
+        else None
     )
+    hits = long.join(policy, on=["host", "bot_type"], how="inner", nulls_equal=True).filter(
+        (pl.col("confidence") >= pl.col("level") - 1e-9) & (pl.col("confidence") > 0)
+    )
+    if verified is not None:  # verified good crawlers are reported, never listed
+        hits = (
+            hits.join(verified, on="row", how="left")
+            .with_columns(
+                action=pl.when(pl.col("crawler_verified")).then(pl.lit("monitor")).otherwise(pl.col("action"))
+            )
+            .drop("crawler_verified")
+        )
+    return hits.sort("row", "bot_type")

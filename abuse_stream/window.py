@@ -41,6 +41,45 @@ import polars as pl
 
 from abuse_stream.config import WindowConfig
 
+#: counters summed per bucket and over the window: name -> boolean/int expression over enriched records
+COUNTERS: dict[str, pl.Expr] = {
+    "n": pl.lit(1, pl.Int64),
+    "n_2xx": (pl.col("status") >= 200) & (pl.col("status") < 300),
+    "n_3xx": (pl.col("status") >= 300) & (pl.col("status") < 400),
+    "n_4xx": (pl.col("status") >= 400) & (pl.col("status") < 500),
+    "n_404": pl.col("status") == 404,
+    "n_refused": pl.col("status").is_in([401, 403, 404]),
+    "n_5xx": pl.col("status") >= 500,
+    "n_get": pl.col("method") == "GET",
+    "n_post": pl.col("method") == "POST",
+    "n_sensitive": pl.col("sensitive"),
+    "n_login": pl.col("login"),
+    "n_auth_fail": pl.col("login") & pl.col("status").is_in([401, 403]),
+    "n_login_ok": pl.col("login") & (pl.col("status") < 400),
+    "n_signup": pl.col("signup"),
+    "n_probe": pl.col("probe"),
+    "n_crawler_claim": pl.col("crawler_claim"),
+    "n_crawler_fake": pl.col("crawler_verified").eq(False).fill_null(False),
+    "n_crawler_verified": pl.col("crawler_verified").fill_null(False),
+    "n_browser_known": pl.col("browser_known"),
+    "bytes_sum": pl.col("bytes").fill_null(0),
+    "lat_n": pl.col("latency_ms").is_not_null(),
+}
+FLOAT_SUMS: dict[str, pl.Expr] = {"lat_sum": pl.col("latency_ms").fill_null(0.0)}
+#: minimum per bucket and window (the oldest browser / platform seen)
+MINIMA: dict[str, pl.Expr] = {
+    "browser_superseded_min": pl.col("browser_superseded_at"),
+    "os_unsupported_min": pl.col("os_unsupported_since"),
+}
+#: distinct-value sets kept per bucket (hashes, capped) -> ``distinct_<x>`` in the window
+#: name -> (record column, cap; None = window.max_paths_per_bucket)
+SETS: dict[str, tuple[str, int | None]] = {
+    "uas": ("ua_hash", 32),
+    "paths": ("path_hash", None),
+    "templates": ("tpl_hash", 64),
+    "hosts": ("host_hash", 16),
+}
+
 #: schema of one bucket aggregate (one row per client and bucket)
 BUCKET_SCHEMA: dict[str, pl.DataType] = {
     "key": pl.String(),
@@ -48,75 +87,63 @@ BUCKET_SCHEMA: dict[str, pl.DataType] = {
     "ip": pl.String(),
     "session": pl.String(),
     "host": pl.String(),
-    "n": pl.Int64(),
+    **{c: pl.Int64() for c in COUNTERS},
+    **{c: pl.Float64() for c in FLOAT_SUMS},
+    **{c: pl.Float64() for c in MINIMA},
     "first_ts": pl.Float64(),
     "last_ts": pl.Float64(),
     "gap_sum": pl.Float64(),
     "gap_sq": pl.Float64(),
     "gap_n": pl.Int64(),
-    "n_2xx": pl.Int64(),
-    "n_3xx": pl.Int64(),
-    "n_4xx": pl.Int64(),
-    "n_5xx": pl.Int64(),
-    "n_get": pl.Int64(),
-    "n_post": pl.Int64(),
-    "bytes_sum": pl.Int64(),
-    "lat_sum": pl.Float64(),
-    "lat_n": pl.Int64(),
     "ua_class": pl.UInt8(),
     "ua": pl.String(),
-    "ua_hashes": pl.List(pl.UInt64()),
-    "path_hashes": pl.List(pl.UInt64()),
+    **{f"set_{c}": pl.List(pl.UInt64()) for c in SETS},
 }
 
 
-def _sum_aggs() -> list[pl.Expr]:
+def _common_aggs() -> list[pl.Expr]:
     return [
-        pl.col(c).sum()
-        for c in ("n", "n_2xx", "n_3xx", "n_4xx", "n_5xx", "n_get", "n_post", "bytes_sum", "lat_sum", "lat_n")
+        pl.col("ip").last(),
+        pl.col("session").drop_nulls().last(),
+        pl.col("host").drop_nulls().last(),
+        *[pl.col(c).sum() for c in (*COUNTERS, *FLOAT_SUMS)],
+        *[pl.col(c).min() for c in MINIMA],
+        pl.col("ua_class").max(),
+        pl.col("ua").sort_by("ua_class").last(),
     ]
 
 
-def aggregate_records(
-    records: pl.DataFrame, step_s: float, max_paths: int, max_uas: int = 32
-) -> pl.DataFrame:
+def _explode(name: str) -> pl.Expr:
+    return pl.col(f"set_{name}").list.explode(keep_nulls=False, empty_as_null=False)
+
+
+def aggregate_records(records: pl.DataFrame, step_s: float, max_paths: int) -> pl.DataFrame:
     """Aggregate enriched records into one row per (key, bucket) with :data:`BUCKET_SCHEMA`."""
     if records.height == 0:
         return pl.DataFrame(schema=BUCKET_SCHEMA)
     df = records.with_columns(bucket=(pl.col("ts") / step_s).floor().cast(pl.Int64)).sort("key", "ts")
-    status = pl.col("status")
     df = df.with_columns(
         gap=pl.col("ts").diff().over("key", "bucket"),
-        n=pl.lit(1, pl.Int64),
-        n_2xx=((status >= 200) & (status < 300)).cast(pl.Int64),
-        n_3xx=((status >= 300) & (status < 400)).cast(pl.Int64),
-        n_4xx=((status >= 400) & (status < 500)).cast(pl.Int64),
-        n_5xx=(status >= 500).cast(pl.Int64),
-        n_get=(pl.col("method") == "GET").cast(pl.Int64),
-        n_post=(pl.col("method") == "POST").cast(pl.Int64),
-        bytes_sum=pl.col("bytes").fill_null(0),
-        lat_sum=pl.col("latency_ms").fill_null(0.0),
-        lat_n=pl.col("latency_ms").is_not_null().cast(pl.Int64),
+        **{c: e.cast(pl.Int64) for c, e in COUNTERS.items()},
+        **FLOAT_SUMS,
+        **MINIMA,
     )
     out = df.group_by("key", "bucket").agg(
-        pl.col("ip").last(),
-        pl.col("session").drop_nulls().last(),
-        pl.col("host").drop_nulls().last(),
-        *_sum_aggs(),
+        *_common_aggs(),
         pl.col("ts").min().alias("first_ts"),
         pl.col("ts").max().alias("last_ts"),
         pl.col("gap").sum().alias("gap_sum"),
         (pl.col("gap") ** 2).sum().alias("gap_sq"),
         pl.col("gap").count().cast(pl.Int64).alias("gap_n"),
-        pl.col("ua_class").max(),
-        pl.col("ua").sort_by("ua_class").last(),
-        pl.col("ua_hash").unique().head(max_uas).alias("ua_hashes"),
-        pl.col("path_hash").unique().head(max_paths).alias("path_hashes"),
+        *[
+            pl.col(src).unique().head(cap or max_paths).alias(f"set_{name}")
+            for name, (src, cap) in SETS.items()
+        ],
     )
     return out.select([pl.col(c).cast(t) for c, t in BUCKET_SCHEMA.items()])
 
 
-def merge_buckets(frames: list[pl.DataFrame], max_paths: int, max_uas: int = 32) -> pl.DataFrame:
+def merge_buckets(frames: list[pl.DataFrame], max_paths: int) -> pl.DataFrame:
     """Merge partial aggregates of the same (key, bucket) into one row (the gap across parts is added)."""
     df = pl.concat(frames, how="vertical")
     if df.height == 0:
@@ -125,19 +152,16 @@ def merge_buckets(frames: list[pl.DataFrame], max_paths: int, max_uas: int = 32)
         joint=(pl.col("first_ts") - pl.col("last_ts").shift(1)).over("key", "bucket").clip(lower_bound=0.0)
     )
     out = df.group_by("key", "bucket").agg(
-        pl.col("ip").last(),
-        pl.col("session").drop_nulls().last(),
-        pl.col("host").drop_nulls().last(),
-        *_sum_aggs(),
+        *_common_aggs(),
         pl.col("first_ts").min(),
         pl.col("last_ts").max(),
         (pl.col("gap_sum").sum() + pl.col("joint").sum()).alias("gap_sum"),
         (pl.col("gap_sq").sum() + (pl.col("joint") ** 2).sum()).alias("gap_sq"),
         (pl.col("gap_n").sum() + pl.col("joint").count()).alias("gap_n"),
-        pl.col("ua_class").max(),
-        pl.col("ua").sort_by("ua_class").last(),
-        pl.col("ua_hashes").list.explode(keep_nulls=False, empty_as_null=False).unique().head(max_uas),
-        pl.col("path_hashes").list.explode(keep_nulls=False, empty_as_null=False).unique().head(max_paths),
+        *[
+            _explode(name).unique().head(cap or max_paths).alias(f"set_{name}")
+            for name, (_, cap) in SETS.items()
+        ],
     )
     return out.select([pl.col(c).cast(t) for c, t in BUCKET_SCHEMA.items()])
 
@@ -245,6 +269,17 @@ class WindowState:
         clients = window_aggregate(context, nb, self.cfg.step_s).join(
             ready.select("key", "bucket"), on=["key", "bucket"], how="semi"
         )
+        clients = (
+            clients.drop("campaign_failers")
+            .join(
+                campaigns(frames, [b for (b,), _ in parts], nb),
+                on=["bucket", "host"],
+                how="left",
+                nulls_equal=True,
+            )
+            .with_columns(pl.col("campaign_failers").fill_null(0))
+            .select(list(CLOSED_SCHEMA))
+        )
         self.stats.closed_steps += len(parts)
         self._expire(hi)
         self._enforce_cap()
@@ -282,14 +317,53 @@ class WindowState:
 RECENT_STEPS = 6
 
 
+def campaigns(frames: list[pl.DataFrame], buckets: list[int], buckets_per_window: int) -> pl.DataFrame:
+    """Per judged bucket and application: how many clients only fail their logins in the window.
+
+    A credential-stuffing campaign spread over many IPs makes few requests per IP, so per-client
+    counts miss it; across clients it shows as many clients on one application whose login
+    attempts (almost) all fail within minutes. A client counts when at least 80% of its logins in the
+    window failed and logins are at least 80% of its requests: stuffing tools post credentials and
+    nothing else, while a person loads the page (and its API calls) before logging in, and mistypes
+    once before getting in.
+    """
+    schema = {"bucket": pl.Int64, "host": pl.String, "campaign_failers": pl.Int64}
+    logins = [
+        f.filter(pl.col("n_login") > 0).select("key", "bucket", "host", "n", "n_login", "n_auth_fail")
+        for f in frames
+    ]
+    logins = [f for f in logins if f.height]
+    if not logins:
+        return pl.DataFrame(schema=schema)
+    per = (
+        pl.concat(logins)
+        .with_columns(judged=pl.int_ranges("bucket", pl.col("bucket") + buckets_per_window))
+        .explode("judged")
+        .filter(pl.col("judged").is_in(buckets))
+        .group_by("judged", "host", "key")
+        .agg(pl.col("n").sum(), pl.col("n_login").sum(), pl.col("n_auth_fail").sum())
+        .filter(
+            (pl.col("n_auth_fail") >= 1)
+            & (pl.col("n_auth_fail") >= 0.8 * pl.col("n_login"))
+            & (pl.col("n_login") >= 0.8 * pl.col("n"))
+        )
+    )
+    return (
+        per.group_by("judged", "host")
+        .agg(pl.len().cast(pl.Int64).alias("campaign_failers"))
+        .rename({"judged": "bucket"})
+        .select([pl.col(c).cast(t) for c, t in schema.items()])
+    )
+
+
 def window_aggregate(buckets: pl.DataFrame, buckets_per_window: int, step_s: float) -> pl.DataFrame:
     """For every (client, bucket) row, collapse the client's buckets in the window ending there.
 
-    One polars ``rolling`` pass over the bucket index per client. Output: sums of the bucket
-    columns, ``first_ts``/``last_ts``, inter-arrival sums (including the gaps between buckets),
-    ``distinct_uas``, ``distinct_paths``, ``active_steps``, ``recent_counts`` (requests in each of the
-    last 6 buckets, newest last, 0 without traffic: for detectors that need "consistently", not
-    "once"), ``bucket``, ``window_start`` and ``window_end``.
+    One polars ``rolling`` pass over the bucket index per client. Output (:data:`CLOSED_SCHEMA`): the
+    counters summed, the minima, ``first_ts``/``last_ts``, inter-arrival sums (including the gaps
+    between buckets), ``distinct_<set>`` counts, ``active_steps``, ``recent_counts`` (requests in each
+    of the last 6 buckets, newest last, 0 without traffic: for detectors that need "consistently",
+    not "once"), ``bucket``, ``window_start`` and ``window_end``.
     """
     if buckets.height == 0:
         return empty_closed()
@@ -302,37 +376,23 @@ def window_aggregate(buckets: pl.DataFrame, buckets_per_window: int, step_s: flo
         for i in range(RECENT_STEPS)
     ]
     out = win.rolling(index_column="bucket", period=f"{buckets_per_window}i", group_by="key").agg(
-        pl.col("ip").last(),
-        pl.col("session").drop_nulls().last(),
-        pl.col("host").drop_nulls().last(),
-        *_sum_aggs(),
+        *_common_aggs(),
         pl.col("first_ts").min(),
         pl.col("last_ts").max(),
         (pl.col("gap_sum").sum() + inner.sum()).alias("gap_sum"),
         (pl.col("gap_sq").sum() + (inner**2).sum()).alias("gap_sq"),
         (pl.col("gap_n").sum() + inner.count()).alias("gap_n"),
-        pl.col("ua_class").max(),
-        pl.col("ua").sort_by("ua_class").last(),
-        pl.col("ua_hashes")
-        .list.explode(keep_nulls=False, empty_as_null=False)
-        .n_unique()
-        .alias("distinct_uas"),
-        pl.col("path_hashes")
-        .list.explode(keep_nulls=False, empty_as_null=False)
-        .n_unique()
-        .alias("distinct_paths"),
+        *[_explode(name).n_unique().alias(f"distinct_{name}") for name in SETS],
         pl.len().alias("active_steps"),
         *recent,
     )
-    return (
-        out.with_columns(
-            recent_counts=pl.concat_list([pl.col(f"_r{i}") for i in reversed(range(RECENT_STEPS))]),
-            window_start=(pl.col("bucket") - buckets_per_window + 1).cast(pl.Float64) * step_s,
-            window_end=(pl.col("bucket") + 1).cast(pl.Float64) * step_s,
-        )
-        .drop([f"_r{i}" for i in range(RECENT_STEPS)])
-        .select(list(CLOSED_SCHEMA))
+    out = out.with_columns(
+        recent_counts=pl.concat_list([pl.col(f"_r{i}") for i in reversed(range(RECENT_STEPS))]),
+        window_start=(pl.col("bucket") - buckets_per_window + 1).cast(pl.Float64) * step_s,
+        window_end=(pl.col("bucket") + 1).cast(pl.Float64) * step_s,
+        campaign_failers=pl.lit(0, pl.Int64),
     )
+    return out.select([pl.col(c).cast(t) for c, t in CLOSED_SCHEMA.items()])
 
 
 CLOSED_SCHEMA: dict[str, pl.DataType] = {
@@ -341,22 +401,22 @@ CLOSED_SCHEMA: dict[str, pl.DataType] = {
     "ip": pl.String(),
     "session": pl.String(),
     "host": pl.String(),
-    **{c: pl.Int64() for c in ("n", "n_2xx", "n_3xx", "n_4xx", "n_5xx", "n_get", "n_post", "bytes_sum")},
-    "lat_sum": pl.Float64(),
-    "lat_n": pl.Int64(),
+    **{c: pl.Int64() for c in COUNTERS},
+    **{c: pl.Float64() for c in FLOAT_SUMS},
+    **{c: pl.Float64() for c in MINIMA},
+    "ua_class": pl.UInt8(),
+    "ua": pl.String(),
     "first_ts": pl.Float64(),
     "last_ts": pl.Float64(),
     "gap_sum": pl.Float64(),
     "gap_sq": pl.Float64(),
     "gap_n": pl.Int64(),
-    "ua_class": pl.UInt8(),
-    "ua": pl.String(),
-    "distinct_uas": pl.UInt32(),
-    "distinct_paths": pl.UInt32(),
+    **{f"distinct_{name}": pl.UInt32() for name in SETS},
     "active_steps": pl.UInt32(),
     "recent_counts": pl.List(pl.Int64()),
     "window_start": pl.Float64(),
     "window_end": pl.Float64(),
+    "campaign_failers": pl.Int64(),
 }
 
 

@@ -9,7 +9,24 @@ from abuse_stream.config import build_config
 from abuse_stream.scoring import confidence_columns, detections
 from abuse_stream.verdicts import VerdictBook, verdict_id
 
-CFG = build_config({})
+# the mechanism under test, with its own votes and levels (independent of the shipped defaults;
+# detectors named in the defaults but absent from these frames simply do not vote)
+ENGINE = {
+    "tolerance_levels": {"low": 0.3, "normal": 0.5, "high": 0.8},
+    "bot_types": {
+        "security_crawlers": {"votes": {"bad_user_agent": 2}, "min_votes_possible": 0},
+        "scraping": {"votes": {"bad_user_agent": 2, "request_rate": 1}, "min_votes_possible": 0},
+        "api_abuse": {"votes": {"request_rate": 1}, "min_votes_possible": 0},
+        "account_takeover": {"votes": {}, "min_votes_possible": 0},
+    },
+}
+
+
+def config(**kw):
+    return build_config({"detection": ENGINE, **kw})
+
+
+CFG = config()
 DETS = ["request_rate", "bad_user_agent"]
 
 
@@ -53,7 +70,23 @@ def test_confidence_is_votes_gained_over_votes_possible_of_detectors_that_worked
     assert df["conf__scraping"].to_list() == pytest.approx([1 / 3, 1.0, 0.0])  # rate 1 of 1+2 votes
     assert df["conf__api_abuse"].to_list() == [1.0, 1.0, 0.0]
     assert df["conf__security_crawlers"].to_list() == [0.0, 0.0, 1.0]
-    assert df["conf__account_takeover"].to_list() == [0.0, 0.0, 0.0]  # no detector votes yet
+    assert df["conf__account_takeover"].to_list() == [0.0, 0.0, 0.0]  # no detector here votes for it
+
+
+def test_a_bot_type_needs_enough_votes_possible_to_be_judged():
+    cfg = build_config(
+        {
+            "detection": {
+                **ENGINE,
+                "bot_types": {
+                    **ENGINE["bot_types"],
+                    "api_abuse": {"votes": {"request_rate": 1}, "min_votes_possible": 4},
+                },
+            }
+        }
+    )
+    df = scored_frame([{"request_rate__fired": True}], cfg)
+    assert df["conf__api_abuse"].to_list() == [0.0]  # one supporting detector alone is never a verdict
 
 
 @pytest.mark.parametrize(
@@ -61,7 +94,7 @@ def test_confidence_is_votes_gained_over_votes_possible_of_detectors_that_worked
     [("low", {"scraping", "api_abuse"}), ("normal", {"api_abuse"}), ("high", {"api_abuse"})],
 )
 def test_tolerance_sets_the_confidence_needed(tolerance, expected):
-    cfg = build_config({"profiles": [{"name": "p", "tolerance": tolerance}]})
+    cfg = config(profiles=[{"name": "p", "tolerance": tolerance}])
     df = scored_frame([{"request_rate__fired": True}], cfg)
     assert set(detections(df, cfg)["bot_type"]) == expected
 
@@ -69,6 +102,7 @@ def test_tolerance_sets_the_confidence_needed(tolerance, expected):
 def test_profile_can_disable_a_bot_type_and_override_its_tolerance():
     cfg = build_config(
         {
+            "detection": ENGINE,
             "profiles": [
                 {
                     "name": "p",
@@ -78,7 +112,7 @@ def test_profile_can_disable_a_bot_type_and_override_its_tolerance():
                         "scraping": {"tolerance": "high", "reaction": "monitor"},
                     },
                 }
-            ]
+            ],
         }
     )
     df = scored_frame([{"request_rate__fired": True}], cfg)
@@ -88,10 +122,11 @@ def test_profile_can_disable_a_bot_type_and_override_its_tolerance():
 def test_profile_matches_by_host_glob():
     cfg = build_config(
         {
+            "detection": ENGINE,
             "profiles": [
                 {"name": "api", "applications": ["api.*"], "tolerance": "high"},
                 {"name": "default", "tolerance": "low"},
-            ]
+            ],
         }
     )
     df = scored_frame(
@@ -139,9 +174,7 @@ def test_one_verdict_per_client_and_bot_type_while_listed_then_expiry_removes():
 def test_second_bot_type_on_a_listed_ip_extends_the_entry():
     b = book()
     df = scored_frame([{"request_rate__fired": True}])
-    hits = detections(
-        df, build_config({"profiles": [{"name": "p", "tolerance": "low"}]})
-    )  # api_abuse, scraping
+    hits = detections(df, config(profiles=[{"name": "p", "tolerance": "low"}]))  # api_abuse, scraping
     verdicts, changes = b.decide(df, hits)
     assert sorted(v["bot_type"] for v in verdicts) == ["api_abuse", "scraping"]
     assert [c["op"] for c in changes] == ["add", "extend"]
@@ -149,7 +182,7 @@ def test_second_bot_type_on_a_listed_ip_extends_the_entry():
 
 
 def test_monitor_reaction_records_a_verdict_but_lists_nothing():
-    cfg = build_config({"profiles": [{"name": "m", "bot_types": {"api_abuse": {"reaction": "monitor"}}}]})
+    cfg = config(profiles=[{"name": "m", "bot_types": {"api_abuse": {"reaction": "monitor"}}}])
     b = VerdictBook(DETS, cfg.detection.bot_types)
     df = scored_frame([{"request_rate__fired": True}], cfg)
     hits = detections(df, cfg).filter(pl.col("bot_type") == "api_abuse")
@@ -158,7 +191,7 @@ def test_monitor_reaction_records_a_verdict_but_lists_nothing():
 
 
 def test_steps_in_one_frame_are_decided_in_event_time_order_with_expiry_between():
-    cfg = build_config({"profiles": [{"name": "p", "duration_s": 20}]})
+    cfg = config(profiles=[{"name": "p", "duration_s": 20}])
     b = VerdictBook(DETS, cfg.detection.bot_types)
     rows = [
         {"request_rate__fired": True, "last_ts": t - 1, "window_start": t - 300, "window_end": t}

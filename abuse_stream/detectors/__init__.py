@@ -9,13 +9,38 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from abuse_stream.detectors.account import FailedAuth, StuffingCampaign, UARotation
 from abuse_stream.detectors.bad_user_agent import BadUserAgent
 from abuse_stream.detectors.base import DetectContext, Detector
+from abuse_stream.detectors.behavior import SuspiciousBehavior
+from abuse_stream.detectors.business import BusinessLogic
+from abuse_stream.detectors.outdated_browser import OutdatedBrowser
+from abuse_stream.detectors.probes import AttackProbes, IdEnumeration, NotFound
 from abuse_stream.detectors.request_rate import RequestRate
+from abuse_stream.detectors.resources import ResponseSize, ResponseTime
+from abuse_stream.detectors.scope import RequestUniqueness, WideScope
+from abuse_stream.detectors.timing import RequestInterval
 
 REGISTRY: dict[str, type[Detector]] = {
-    RequestRate.name: RequestRate,
-    BadUserAgent.name: BadUserAgent,
+    cls.name: cls
+    for cls in (
+        RequestInterval,
+        RequestUniqueness,
+        RequestRate,
+        BadUserAgent,
+        OutdatedBrowser,
+        SuspiciousBehavior,
+        BusinessLogic,
+        WideScope,
+        FailedAuth,
+        StuffingCampaign,
+        UARotation,
+        AttackProbes,
+        IdEnumeration,
+        NotFound,
+        ResponseTime,
+        ResponseSize,
+    )
 }
 
 

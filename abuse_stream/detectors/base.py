@@ -52,6 +52,11 @@ class Baselines(ABC):
     def lookup(self, metric: str, apps: pl.Series) -> pl.Series:
         """The learned value of ``metric`` per application (null while warming up), aligned with ``apps``."""
 
+    def score(self, model: str, features: pl.DataFrame, eligible: pl.Series) -> pl.Series:
+        """Anomaly scores (higher = more unusual) of an online model of normal clients, aligned with
+        ``features``; null where not scored (not ``eligible``, or the model is still warming up)."""
+        return pl.Series([None] * features.height, dtype=pl.Float64)
+
 
 @dataclass(frozen=True)
 class DetectContext:
