@@ -24,7 +24,7 @@ from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from abuse_stream.store.models import ip_list_changes, ip_list_entries, verdicts
+from abuse_stream.store.models import ip_list_changes, ip_list_entries, model_snapshots, verdicts
 from abuse_stream.verdicts import change_id
 
 log = logging.getLogger(__name__)
@@ -195,6 +195,26 @@ class Store:
         }
         update["removed_at"] = None
         conn.execute(stmt.on_conflict_do_update(index_elements=["list", "value"], set_=update))
+
+    # -- model snapshots (baselines survive restarts) ------------------------------------------------
+
+    def save_snapshot(self, name: str, blob: bytes, event_time: float | None) -> None:
+        row = {
+            "name": name,
+            "blob": blob,
+            "event_time": datetime.fromtimestamp(event_time, UTC) if event_time is not None else None,
+            "saved_at": datetime.now(UTC),
+        }
+        stmt = self._insert(model_snapshots).values(row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["name"], set_={k: stmt.excluded[k] for k in ("blob", "event_time", "saved_at")}
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def load_snapshot(self, name: str) -> bytes | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(model_snapshots.c.blob).where(model_snapshots.c.name == name)).scalar()
 
     # -- reads (CLI, tests, demo report) -------------------------------------------------------------
 

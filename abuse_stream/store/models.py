@@ -9,11 +9,13 @@ from sqlalchemy import (
     DateTime,
     Float,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -37,6 +39,7 @@ verdicts = Table(
     Column("window_requests", Integer, nullable=False),
     Column("detectors", JSON, nullable=False),
     Column("stored_at", DateTime(timezone=True), nullable=False),
+    Column("evidence", JSON),
 )
 
 ip_list_changes = Table(
@@ -68,4 +71,34 @@ ip_list_entries = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("removed_at", DateTime(timezone=True)),
     PrimaryKeyConstraint("list", "value", name="pk_ip_list_entries"),
+)
+
+model_snapshots = Table(
+    "model_snapshots",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("blob", LargeBinary, nullable=False),
+    Column("event_time", DateTime(timezone=True)),
+    Column("saved_at", DateTime(timezone=True), nullable=False),
+)
+
+exceptions = Table(
+    "exceptions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("value", String(128), nullable=False),
+    Column("comment", Text),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("kind", "value", name="uq_exceptions_kind_value"),
+)
+
+verdict_endpoints = Table(
+    "verdict_endpoints",
+    metadata,
+    Column("verdict_id", String(64), nullable=False),
+    Column("endpoint", String(512), nullable=False),
+    Column("requests", Integer, nullable=False),
+    PrimaryKeyConstraint("verdict_id", "endpoint", name="pk_verdict_endpoints"),
 )
