@@ -56,6 +56,7 @@ class PipelineStats:
     verdicts_by_type: dict[str, int] = field(default_factory=dict)
     steps: int = 0
     learnt: int = 0
+    epochs_learnt: int = 0
 
 
 class Pipeline:
@@ -170,17 +171,35 @@ class Pipeline:
             ]
             self._findings.append(scored.select(keep))
         hits = detections(scored, self.cfg)
-        verdicts, changes = self.book.decide(scored, hits)
+        verdicts, changes = self.book.decide(scored, hits, self._evidence)
         for v in verdicts:
             self.stats.verdicts_by_type[v["bot_type"]] = self.stats.verdicts_by_type.get(v["bot_type"], 0) + 1
         self._learn(scored, hits, epoch)
         return verdicts, changes
 
+    def _evidence(self, key: str, window_start: float, window_end: float) -> dict[str, Any]:
+        step = self.cfg.window.step_s
+        return self.window.evidence(key, round(window_start / step), round(window_end / step) - 1)
+
     def findings_frame(self) -> pl.DataFrame:
         """Every finding kept since the start (``keep_findings``), one row per client and window step."""
         return pl.concat(self._findings, how="vertical_relaxed") if self._findings else pl.DataFrame()
 
+    SNAPSHOT = "baselines"
+
+    def restore(self, blob: bytes | None) -> bool:
+        """Restore learned baselines from a snapshot (None: start cold). Returns whether it restored."""
+        if not blob:
+            return False
+        try:
+            self.baselines.restore(blob)
+        except Exception as e:  # an incompatible snapshot (upgrade) must not stop the service
+            log.warning("baseline snapshot not restored, starting cold: %s", e)
+            return False
+        return True
+
     def _learn(self, scored: pl.DataFrame, hits: pl.DataFrame, bucket: int) -> None:
+        self.stats.epochs_learnt += 1
         learners = [d for d in self.detectors if d.baseline_metric]
         if not learners:
             return

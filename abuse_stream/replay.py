@@ -44,6 +44,8 @@ def replay(
 ) -> ReplaySummary:
     s = ReplaySummary()
     t0 = clock()
+    if store is not None:
+        pipeline.restore(store.load_snapshot(pipeline.SNAPSHOT))
 
     def deliver(out: BatchOutput, file: str = "", first_line: int = 0) -> None:
         if rejected_out is not None and out.rejected:
@@ -70,6 +72,8 @@ def replay(
             progress(batch.bytes_read - last_bytes)
             last_bytes = batch.bytes_read
     deliver(pipeline.finish())
+    if store is not None:
+        store.save_snapshot(pipeline.SNAPSHOT, pipeline.baselines.snapshot(), None)
     for sink in (verdicts_out, rejected_out):
         if sink is not None:
             sink.close()

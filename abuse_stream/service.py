@@ -61,6 +61,20 @@ class Service:
         self.store = store
         self.clock = clock
         self.stats = ServiceStats()
+        self._saved_epochs = -1
+        if store is not None and pipeline.restore(store.load_snapshot(Pipeline.SNAPSHOT)):
+            log.info("restored the baseline snapshot")
+            self._saved_epochs = pipeline.stats.epochs_learnt
+
+    def save_baselines(self) -> None:
+        """Snapshot the learned baselines when they changed (after each epoch), so a restart is warm."""
+        if self.store is None or self.pipeline.stats.epochs_learnt == self._saved_epochs:
+            return
+        ts = self.pipeline.window.max_ts
+        self.store.save_snapshot(
+            Pipeline.SNAPSHOT, self.pipeline.baselines.snapshot(), ts if math.isfinite(ts) else None
+        )
+        self._saved_epochs = self.pipeline.stats.epochs_learnt
 
     def run(
         self, stop: threading.Event, until_caught_up: bool = False, max_idle_polls: int = 6
@@ -116,6 +130,7 @@ class Service:
         if self.store is not None:
             self.store.write_batch(out.verdicts, out.ip_changes)
         self.source.commit(msgs)
+        self.save_baselines()
         self.stats.batches += 1
         self.stats.messages += len(msgs)
         self.stats.verdicts += len(out.verdicts)

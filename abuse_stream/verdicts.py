@@ -15,7 +15,7 @@ the same id, so the store and downstream consumers deduplicate on it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -77,12 +77,16 @@ class VerdictBook:
         return changes
 
     def decide(
-        self, scored: pl.DataFrame, hits: pl.DataFrame
+        self,
+        scored: pl.DataFrame,
+        hits: pl.DataFrame,
+        evidence: Callable[[str, float, float], dict[str, Any]] | None = None,
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Turn detections (``scoring.detections`` rows over ``scored``) into verdicts and list changes.
 
         ``scored`` may span several window steps; they are taken in event-time order, and entries
         that lapse between steps are removed (and reported) before the next step's detections.
+        ``evidence(key, window_start, window_end)`` returns the requests behind a verdict.
         """
         verdicts: list[dict[str, Any]] = []
         changes: list[dict[str, Any]] = []
@@ -129,6 +133,12 @@ class VerdictBook:
                 "detectors": dets,
                 "application": r["host"],
             }
+            if evidence is not None:
+                ev = evidence(key, window_start, window_end)
+                if ev:
+                    ev["first_request"] = rfc3339(ev["first_request"])
+                    ev["last_request"] = rfc3339(ev["last_request"])
+                    verdict["evidence"] = ev
             verdicts.append(verdict)
             self.stats.verdicts += 1
             self.active[(key, bt)] = expires if expires is not None else detected_at + float(h["duration_s"])

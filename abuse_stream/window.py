@@ -98,7 +98,19 @@ BUCKET_SCHEMA: dict[str, pl.DataType] = {
     "ua_class": pl.UInt8(),
     "ua": pl.String(),
     **{f"set_{c}": pl.List(pl.UInt64()) for c in SETS},
+    "top_endpoints": pl.List(pl.Struct({"endpoint": pl.String(), "n": pl.Int64()})),
 }
+
+TOP_ENDPOINTS = 5  # per bucket, for the evidence behind a verdict
+
+
+def _top(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """The ``TOP_ENDPOINTS`` most requested endpoints per group, as a list of {endpoint, n}."""
+    return (
+        frame.sort([*keys, "n", "endpoint"], descending=[False] * len(keys) + [True, False])
+        .group_by(keys, maintain_order=True)
+        .agg(pl.struct("endpoint", "n").head(TOP_ENDPOINTS).alias("top_endpoints"))
+    )
 
 
 def _common_aggs() -> list[pl.Expr]:
@@ -128,17 +140,27 @@ def aggregate_records(records: pl.DataFrame, step_s: float, max_paths: int) -> p
         **FLOAT_SUMS,
         **MINIMA,
     )
-    out = df.group_by("key", "bucket").agg(
-        *_common_aggs(),
-        pl.col("ts").min().alias("first_ts"),
-        pl.col("ts").max().alias("last_ts"),
-        pl.col("gap").sum().alias("gap_sum"),
-        (pl.col("gap") ** 2).sum().alias("gap_sq"),
-        pl.col("gap").count().cast(pl.Int64).alias("gap_n"),
-        *[
-            pl.col(src).unique().head(cap or max_paths).alias(f"set_{name}")
-            for name, (src, cap) in SETS.items()
-        ],
+    top = _top(
+        df.group_by("key", "bucket", pl.col("template").alias("endpoint")).agg(
+            pl.len().cast(pl.Int64).alias("n")
+        ),
+        ["key", "bucket"],
+    )
+    out = (
+        df.group_by("key", "bucket")
+        .agg(
+            *_common_aggs(),
+            pl.col("ts").min().alias("first_ts"),
+            pl.col("ts").max().alias("last_ts"),
+            pl.col("gap").sum().alias("gap_sum"),
+            (pl.col("gap") ** 2).sum().alias("gap_sq"),
+            pl.col("gap").count().cast(pl.Int64).alias("gap_n"),
+            *[
+                pl.col(src).unique().head(cap or max_paths).alias(f"set_{name}")
+                for name, (src, cap) in SETS.items()
+            ],
+        )
+        .join(top, on=["key", "bucket"], how="left")
     )
     return out.select([pl.col(c).cast(t) for c, t in BUCKET_SCHEMA.items()])
 
@@ -163,6 +185,15 @@ def merge_buckets(frames: list[pl.DataFrame], max_paths: int) -> pl.DataFrame:
             for name, (_, cap) in SETS.items()
         ],
     )
+    tops = (
+        df.select("key", "bucket", "top_endpoints")
+        .explode("top_endpoints")
+        .unnest("top_endpoints")
+        .drop_nulls("endpoint")
+        .group_by("key", "bucket", "endpoint")
+        .agg(pl.col("n").sum())
+    )
+    out = out.join(_top(tops, ["key", "bucket"]), on=["key", "bucket"], how="left")
     return out.select([pl.col(c).cast(t) for c, t in BUCKET_SCHEMA.items()])
 
 
@@ -260,6 +291,7 @@ class WindowState:
         ready = self.open.filter(pl.col("bucket") < limit)
         self.open = self.open.filter(pl.col("bucket") >= limit)
         parts = sorted(ready.partition_by("bucket", as_dict=True).items())
+        self._expire(int(parts[0][0][0]) - 1)  # type: ignore[arg-type]  # older than every window judged now
         for (b,), frame in parts:
             self.closed.append((int(b), frame))  # type: ignore[arg-type]
         lo, hi = int(parts[0][0][0]), int(parts[-1][0][0])  # type: ignore[arg-type]
@@ -281,9 +313,37 @@ class WindowState:
             .select(list(CLOSED_SCHEMA))
         )
         self.stats.closed_steps += len(parts)
-        self._expire(hi)
         self._enforce_cap()
         return clients.sort("bucket", "key")
+
+    def evidence(self, key: str, first_bucket: int, last_bucket: int) -> dict[str, object]:
+        """The requests behind a judgement: time range, counts, top endpoints, statuses, worst UA."""
+        rows = [f.filter(pl.col("key") == key) for b, f in self.closed if first_bucket <= b <= last_bucket]
+        df = pl.concat(rows) if rows else pl.DataFrame(schema=BUCKET_SCHEMA)
+        if df.height == 0:
+            return {}
+        tops = (
+            df.select("top_endpoints")
+            .explode("top_endpoints")
+            .unnest("top_endpoints")
+            .drop_nulls("endpoint")
+            .group_by("endpoint")
+            .agg(pl.col("n").sum())
+            .sort(["n", "endpoint"], descending=[True, False])
+            .head(TOP_ENDPOINTS)
+        )
+        return {
+            "first_request": float(df["first_ts"].min()),  # type: ignore[arg-type]
+            "last_request": float(df["last_ts"].max()),  # type: ignore[arg-type]
+            "requests": int(df["n"].sum()),
+            "top_endpoints": [{"endpoint": e, "requests": int(n)} for e, n in tops.iter_rows()],
+            "statuses": {c: int(df[f"n_{c}"].sum()) for c in ("2xx", "3xx", "4xx", "5xx")},
+            "user_agents": [
+                u
+                for u in df.sort("ua_class", descending=True)["ua"].unique(maintain_order=True).to_list()
+                if u
+            ][:3],
+        }
 
     def flush(self) -> pl.DataFrame:
         """End of stream: close every open bucket."""

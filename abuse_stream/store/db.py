@@ -24,7 +24,13 @@ from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from abuse_stream.store.models import ip_list_changes, ip_list_entries, model_snapshots, verdicts
+from abuse_stream.store.models import (
+    ip_list_changes,
+    ip_list_entries,
+    model_snapshots,
+    verdict_endpoints,
+    verdicts,
+)
 from abuse_stream.verdicts import change_id
 
 log = logging.getLogger(__name__)
@@ -136,6 +142,7 @@ class Store:
                     "window_end": _dt(v["window"]["end"]),
                     "window_requests": v["window"]["requests"],
                     "detectors": v["detectors"],
+                    "evidence": v.get("evidence"),
                     "stored_at": now,
                 }
                 for v in verdict_rows
@@ -143,6 +150,21 @@ class Store:
             conn.execute(
                 self._insert(verdicts).values(rows).on_conflict_do_nothing(index_elements=["verdict_id"])
             )
+            eps = [
+                {
+                    "verdict_id": v["verdict_id"],
+                    "endpoint": e["endpoint"][:512],
+                    "requests": int(e["requests"]),
+                }
+                for v in verdict_rows
+                for e in (v.get("evidence") or {}).get("top_endpoints", [])
+            ]
+            if eps:
+                conn.execute(
+                    self._insert(verdict_endpoints)
+                    .values(eps)
+                    .on_conflict_do_nothing(index_elements=["verdict_id", "endpoint"])
+                )
         if changes:
             rows = [
                 {

@@ -92,3 +92,57 @@ def test_entry_lifecycle_add_extend_remove_readd(db_url):
     assert [e["verdict_id"] for e in store.active_entries()] == ["v3"]
     assert store.count("ip_list_changes") == 4
     store.close()
+
+
+def test_baselines_survive_a_restart_through_the_store(db_url):
+    from abuse_stream.config import build_config
+    from abuse_stream.pipeline import Pipeline
+    from abuse_stream.simulate import SCENARIOS, generate
+    from tests.helpers import TinyClassifier
+
+    migrate(db_url)
+    store = Store(db_url)
+    cfg = build_config({"detection": {"baseline": {"warmup_samples": 50, "epoch_s": 60}}})
+    first = Pipeline(cfg, TinyClassifier())
+    first.process_records(generate(SCENARIOS["tiny"]).records)
+    first.finish()
+    assert first.stats.epochs_learnt > 0
+    warm = first.baselines.value("distinct_paths", None)
+    assert warm is not None
+    store.save_snapshot(Pipeline.SNAPSHOT, first.baselines.snapshot(), None)
+
+    second = Pipeline(cfg, TinyClassifier())  # a restart: cold until restored
+    assert second.baselines.value("distinct_paths", None) is None
+    assert second.restore(store.load_snapshot(Pipeline.SNAPSHOT))
+    assert second.baselines.value("distinct_paths", None) == warm
+    assert second.restore(b"not a snapshot") is False  # a bad snapshot starts cold, never crashes
+    store.close()
+
+
+def test_verdict_evidence_and_its_endpoints_are_stored(db_url):
+    from sqlalchemy import select
+
+    from abuse_stream.store.models import verdict_endpoints, verdicts
+
+    migrate(db_url)
+    store = Store(db_url)
+    v = verdict("v9")
+    v["evidence"] = {
+        "first_request": "2026-11-01T00:00:00.000Z",
+        "last_request": "2026-11-01T00:05:00.000Z",
+        "requests": 300,
+        "top_endpoints": [
+            {"endpoint": "GET /api/v1/orders/{id}", "requests": 290},
+            {"endpoint": "GET /", "requests": 10},
+        ],
+        "statuses": {"2xx": 10, "3xx": 0, "4xx": 290, "5xx": 0},
+        "user_agents": ["<script>x</script>"],
+    }
+    store.write_batch([v], [])
+    store.write_batch([v], [])
+    with store.engine.connect() as conn:
+        eps = conn.execute(select(verdict_endpoints.c.endpoint, verdict_endpoints.c.requests)).all()
+        ev = conn.execute(select(verdicts.c.evidence)).scalar_one()
+    assert sorted(eps) == [("GET /", 10), ("GET /api/v1/orders/{id}", 290)]
+    assert ev["user_agents"] == ["<script>x</script>"]
+    store.close()
