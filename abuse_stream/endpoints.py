@@ -73,6 +73,16 @@ def probe(raw_path: pl.Expr) -> pl.Expr:
     return raw_path.str.contains(PROBE)
 
 
+STATIC = (
+    r"(?i)\.(?:css|js|mjs|map|png|jpe?g|gif|svg|ico|webp|avif|bmp|woff2?|ttf|otf|eot|mp4|webm|mp3)(?:[?#]|$)"
+)
+
+
+def static_asset(raw_path: pl.Expr) -> pl.Expr:
+    """True for page assets (stylesheets, scripts, images, fonts, media): not breadth of interest."""
+    return raw_path.str.contains(STATIC)
+
+
 def globs_to_regex(globs: list[str]) -> str | None:
     """Profile globs (``/api/*/login``) -> one regex over templates (None when empty)."""
     import fnmatch

@@ -34,7 +34,7 @@ FEATURES: dict[str, str] = {
     "iat_mean": "mean seconds between consecutive requests",
     "iat_cv": "coefficient of variation of inter-arrival times (std / mean)",
     "iat_n": "number of inter-arrival intervals measured",
-    "distinct_paths": "distinct resources (host + path without query) requested",
+    "distinct_paths": "distinct resources (host + path without query; page assets excluded) requested",
     "distinct_templates": "distinct endpoints (method + templated path)",
     "distinct_hosts": "distinct hosts (applications)",
     "unique_path_ratio": "distinct_paths / requests",
@@ -120,7 +120,10 @@ def enrich(
         probe=endpoints.probe(pl.col("path")),
         ua_hash=pl.col("ua").hash(7),
         host_hash=host.hash(13),
-        path_hash=(host + pl.col("path").str.replace(r"[?#].*$", "")).hash(11),
+        # assets (css, js, images, fonts) are not breadth: a slide deck with 300 images is one page
+        path_hash=pl.when(endpoints.static_asset(pl.col("path")))
+        .then(None)
+        .otherwise((host + pl.col("path").str.replace(r"[?#].*$", "")).hash(11)),
     )
     df = df.with_columns(
         tpl_hash=(host + pl.col("template")).hash(17),

@@ -156,7 +156,7 @@ def aggregate_records(records: pl.DataFrame, step_s: float, max_paths: int) -> p
             (pl.col("gap") ** 2).sum().alias("gap_sq"),
             pl.col("gap").count().cast(pl.Int64).alias("gap_n"),
             *[
-                pl.col(src).unique().head(cap or max_paths).alias(f"set_{name}")
+                pl.col(src).drop_nulls().unique().head(cap or max_paths).alias(f"set_{name}")
                 for name, (src, cap) in SETS.items()
             ],
         )

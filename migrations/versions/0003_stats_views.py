@@ -33,7 +33,8 @@ unnesting and string aggregation differ per dialect.  Column types follow the di
 Note for later migrations: SQLite's ``ALTER TABLE .. RENAME`` (used by Alembic's batch mode to
 rebuild a table) fails while a view refers to the table being rebuilt ("error in view ..: no such
 table").  A migration that batch-alters ``verdicts`` or ``verdict_endpoints`` must drop these views
-first and create them again afterwards (``_sql(dialect)`` here gives their definitions).
+first and create them again afterwards (with a copy of their definitions: never import them from
+this file, a revision must not change once released).
 """
 
 from alembic import op
