@@ -47,10 +47,9 @@ def run_demo(config_path: str | None, scenario: str, out_dir: Path, env: Mapping
     from confluent_kafka import Producer
 
     from abuse_stream import simulate as sim
-    from abuse_stream.cli import _classifier, _topic_specs
+    from abuse_stream.cli import _pipeline, _topic_specs
     from abuse_stream.ingest.kafka import KafkaSource
     from abuse_stream.kafka_admin import TopicSpec, ensure_topics
-    from abuse_stream.pipeline import Pipeline
     from abuse_stream.service import Service
     from abuse_stream.sinks.kafka import KafkaSink
     from abuse_stream.store.db import Store, migrate
@@ -107,7 +106,7 @@ def run_demo(config_path: str | None, scenario: str, out_dir: Path, env: Mapping
             f"'{k.input_topic}' in {time.perf_counter() - t0:.1f}s"
         )
 
-        pipeline = Pipeline(cfg, _classifier(cfg))
+        pipeline = _pipeline(cfg)
         store = Store(db_url, retries=cfg.database.write_retries)
         source = KafkaSource(k)
         sink = KafkaSink(k)
@@ -223,9 +222,6 @@ def render_report(
     lines.append(
         f"  precision {precision:.3f}, recall {recall:.3f} over {bots.height} bot IPs and "
         f"{legit.height} legitimate IPs ({fp} legitimate IPs flagged)"
-    )
-    lines.append(
-        "  (two detectors so far: request_rate and bad_user_agent; stealthy kinds need the full engine)"
     )
     return "\n".join(lines) + "\n"
 

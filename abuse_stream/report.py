@@ -48,6 +48,13 @@ def _n(v: Any) -> str:
     return esc(v)
 
 
+def _when(ts: Any) -> str:
+    """An RFC 3339 UTC timestamp as "YYYY-MM-DD HH:MM:SS" on one line (the header says UTC)."""
+    if not ts:
+        return "-"
+    return " ".join(f'<span class="nw">{esc(part)}</span>' for part in str(ts).removesuffix("Z").split("T"))
+
+
 def _clip(s: Any, n: int) -> str:
     s = "" if s is None else str(s)
     return s if len(s) <= n else s[: n - 1] + "…"
@@ -96,7 +103,7 @@ def _comparison_chart(rows: list[dict[str, Any]]) -> str:
     """Per list: the previous 30 days (grey) next to the last 30 days (list colour)."""
     if not rows:
         return ""
-    w, h, left, bottom, top_pad = 420, 220, 44, 28, 16
+    w, h, left, bottom, top_pad = 420, 240, 44, 28, 36
     plot_h = h - bottom - top_pad
     vmax, ticks = _axis(max([r["ips_prev_30d"] or 0 for r in rows] + [r["ips_last_30d"] or 0 for r in rows]))
     group_w = (w - left - 10) / len(rows)
@@ -111,6 +118,13 @@ def _comparison_chart(rows: list[dict[str, Any]]) -> str:
         parts.append(
             f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_n(int(t))}</text>'
         )
+    parts.append(
+        f'<rect class="swatch" x="{left}" y="4" width="11" height="11" fill="{PREV_COLOR}"/>'
+        f'<text class="tick" x="{left + 15}" y="14">previous 30 days</text>'
+        f'<rect class="swatch" x="{left + 130}" y="4" width="11" height="11" fill="{LIST_COLORS["denylist"]}"/>'
+        f'<rect class="swatch" x="{left + 142}" y="4" width="11" height="11" fill="{LIST_COLORS["graylist"]}"/>'
+        f'<text class="tick" x="{left + 157}" y="14">last 30 days</text>'
+    )
     for i, r in enumerate(rows):
         gx = left + group_w * i + (group_w - 2 * bar_w - 8) / 2
         for j, (key, label, color) in enumerate(
@@ -307,9 +321,12 @@ table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 th{color:var(--muted);font-weight:600}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-td{overflow-wrap:anywhere}
+td{overflow-wrap:break-word}
+.wrap{overflow-wrap:anywhere}
+.ip{display:inline-block;min-width:15ch;overflow-wrap:anywhere}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .empty{color:var(--muted);font-style:italic}
+.nw{white-space:nowrap}
 footer{color:var(--muted);font-size:12px;text-align:center;margin:20px 0}
 """
 
@@ -386,19 +403,19 @@ def render_html(stats: Stats, generated_at: str, title: str = "abuse-stream repo
             "bot types",
             "application",
             "user agent (latest)",
-            "first detected",
-            "last detected",
+            "first detected (UTC)",
+            "last detected (UTC)",
         ],
         [
             [
-                f"<code>{esc(r['ip'])}</code>",
+                f'<code class="ip">{esc(r["ip"])}</code>',
                 _n(r["verdicts"]),
                 _n(r["requests"]),
-                esc((r["bot_types"] or "").replace(",", ", ")),
-                esc(r.get("application") or "-"),
-                f"<code>{esc(r.get('user_agent') or '-')}</code>",
-                esc(r["first_detected"]),
-                esc(r["last_detected"]),
+                f'<span class="wrap">{esc((r["bot_types"] or "").replace(",", ", "))}</span>',
+                f'<span class="wrap">{esc(r.get("application") or "-")}</span>',
+                f'<code class="wrap">{esc(r.get("user_agent") or "-")}</code>',
+                _when(r["first_detected"]),
+                _when(r["last_detected"]),
             ]
             for r in stats.top_attackers
         ],
@@ -428,7 +445,12 @@ def render_html(stats: Stats, generated_at: str, title: str = "abuse-stream repo
     targets_table = _table(
         ["endpoint", "verdicts", "IPs", "requests"],
         [
-            [f"<code>{esc(r['endpoint'])}</code>", _n(r["verdicts"]), _n(r["ips"]), _n(r["requests"])]
+            [
+                f'<code class="wrap">{esc(r["endpoint"])}</code>',
+                _n(r["verdicts"]),
+                _n(r["ips"]),
+                _n(r["requests"]),
+            ]
             for r in stats.top_targets
         ],
         {1, 2, 3},

@@ -340,7 +340,7 @@ class NginxEnforcer:
         reload_command: str | None = None,
         group_id: str | None = None,
         interval: float = 5.0,
-        debounce: float = 0.2,
+        debounce: float = 0.1,
         reload_timeout: float = 30.0,
         consumer_config: Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.time,
@@ -387,6 +387,9 @@ class NginxEnforcer:
             "enable.partition.eof": True,  # how we know we have caught up
             "auto.offset.reset": "earliest",
             "allow.auto.create.topics": False,
+            # brokers that do not answer a fetch as soon as data arrives (Tansu) hold it this long: keep
+            # the add -> 403 latency low; an idle enforcer makes 10 small fetch requests a second
+            "fetch.wait.max.ms": 100,
         }
         conf.update(self.extra_config)
         return conf
@@ -559,8 +562,12 @@ class NginxEnforcer:
         while not stop.is_set():
             mono, now = time.monotonic(), self.clock()
             timeout = self._timeout(mono, now) if self.caught_up.is_set() else 0.5
-            for msg in consumer.consume(1000, timeout):
-                self._handle(msg)
+            # consume(n, timeout) waits for n messages or the timeout: wait for one, then take what is there
+            first = consumer.poll(timeout)
+            if first is not None:
+                self._handle(first)
+                for msg in consumer.consume(1000, 0):
+                    self._handle(msg)
             mono, now = time.monotonic(), self.clock()
             if mono >= self._next_metadata:
                 self._next_metadata = mono + 60.0
