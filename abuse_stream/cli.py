@@ -408,5 +408,14 @@ def calibrate(
     del result
 
 
+def _register_optional_commands() -> None:
+    from abuse_stream.report import report_command
+
+    cli.add_command(report_command)
+
+
+_register_optional_commands()
+
+
 def main() -> None:
     cli(prog_name="abuse-stream")

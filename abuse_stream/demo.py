@@ -123,14 +123,18 @@ def run_demo(config_path: str | None, scenario: str, out_dir: Path, env: Mapping
         )
         verdicts = _read_verdicts(bootstrap, k.verdicts_topic)
         stored = store.count("verdicts")
+        from abuse_stream.report import write_report
+
+        html = write_report(store.engine, out_dir / "report.html")
         store.close()
     report = render_report(verdicts, traffic.labels, pipeline.stats.rejected_by_reason, stored)
     (out_dir / "report.txt").write_text(report)
     click.echo(report)
     click.echo(
         f"demo finished in {time.perf_counter() - t_start:.0f}s; files in {out_dir}/ "
-        "(traffic.jsonl, labels.csv, report.txt, abuse-stream.db)"
+        "(traffic.jsonl, labels.csv, report.txt, abuse-stream.db, report.html)"
     )
+    click.echo(click.style(f"HTML report: {html.resolve()}", bold=True))
 
 
 def _read_verdicts(bootstrap: str, topic: str) -> list[dict[str, Any]]:

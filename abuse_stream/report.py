@@ -201,15 +201,15 @@ def _timeline_chart(stats: Stats, colors: dict[str, str]) -> str:
         x = left + slot * i + (slot - bar_w) / 2
         y = top_pad + plot_h
         for bt in order:
-            r = cells.get((d, bt))
-            if not r or not r["verdicts"]:
+            cell = cells.get((d, bt))
+            if not cell or not cell["verdicts"]:
                 continue
-            bh = plot_h * r["verdicts"] / vmax
+            bh = plot_h * cell["verdicts"] / vmax
             y -= bh
             parts.append(
                 f'<rect class="seg" x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{bh:.1f}" '
-                f'fill="{colors[bt]}"><title>{esc(d)} {esc(bt)}: {_n(r["verdicts"])} verdicts, '
-                f"{_n(r['ips'])} IPs</title></rect>"
+                f'fill="{colors[bt]}"><title>{esc(d)} {esc(bt)}: {_n(cell["verdicts"])} verdicts, '
+                f"{_n(cell['ips'])} IPs</title></rect>"
             )
     every = max(1, math.ceil(len(days) / 10))
     for i in range(0, len(days), every):

@@ -343,3 +343,132 @@ def test_cli_help_and_bad_reload_command(tmp_path: Path) -> None:
         ["nginx", "--include", str(tmp_path / "x.conf"), "--reload-command", "nginx 'unbalanced"],
     )
     assert res.exit_code == 2 and "--reload-command" in res.output
+
+
+class FakeMsg:
+    def __init__(self, key: bytes | None, value: bytes | None, offset: int, err: Any = None) -> None:
+        self._key, self._value, self._offset, self._err = key, value, offset, err
+
+    def error(self) -> Any:
+        return self._err
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def topic(self) -> str:
+        return "ip-lists"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class FakeConsumer:
+    """One partition; ``feed`` appends records followed by an end-of-partition event."""
+
+    def __init__(self, conf: dict) -> None:
+        import threading
+        from types import SimpleNamespace
+
+        self.conf = conf
+        self.assigned: list[Any] = []
+        self.closed = False
+        self._queue: list[FakeMsg] = []
+        self._lock = threading.Lock()
+        self._offset = 0
+        self._md = SimpleNamespace(topics={"ip-lists": SimpleNamespace(partitions={0: None}, error=None)})
+
+    def feed(self, *recs: tuple[bytes | None, bytes | None]) -> None:
+        from confluent_kafka import KafkaError
+
+        with self._lock:
+            for key, value in recs:
+                self._queue.append(FakeMsg(key, value, self._offset))
+                self._offset += 1
+            self._queue.append(FakeMsg(None, None, self._offset, KafkaError(KafkaError._PARTITION_EOF)))
+
+    def list_topics(self, topic: str, timeout: float) -> Any:
+        return self._md
+
+    def assign(self, tps: list[Any]) -> None:
+        self.assigned = tps
+
+    def poll(self, timeout: float) -> FakeMsg | None:
+        import time
+
+        with self._lock:
+            if self._queue:
+                return self._queue.pop(0)
+        time.sleep(min(timeout, 0.01))
+        return None
+
+    def consume(self, n: int, timeout: float) -> list[FakeMsg]:
+        with self._lock:
+            out, self._queue = self._queue[:n], self._queue[n:]
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_enforcer_loop_catches_up_then_follows_and_expires(tmp_path: Path) -> None:
+    import json
+    import threading
+    import time
+
+    from confluent_kafka import OFFSET_BEGINNING
+
+    consumers: list[FakeConsumer] = []
+
+    def factory(conf: dict) -> FakeConsumer:
+        consumers.append(FakeConsumer(conf))
+        consumers[-1].feed(
+            (b"denylist:203.0.113.7", json.dumps(change("denylist", "203.0.113.7")).encode()),
+            (b"denylist:203.0.113.9", json.dumps(change("denylist", "203.0.113.9")).encode()),
+            (b"denylist:203.0.113.9", None),
+            (b"graylist:192.0.2.1", b"{not json"),
+        )
+        return consumers[-1]
+
+    include = tmp_path / "lists.conf"
+    marker = tmp_path / "reloads"
+    enf = NginxEnforcer(
+        "unused:9092",
+        include,
+        topic="ip-lists",
+        reload_command=f"sh -c 'echo x >> {marker}'",
+        interval=0.2,
+        consumer_factory=factory,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=enf.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert enf.caught_up.wait(5)
+        (consumer,) = consumers
+        assert [(tp.partition, tp.offset) for tp in consumer.assigned] == [(0, OFFSET_BEGINNING)]
+        assert consumer.conf["enable.auto.commit"] is False and consumer.conf["group.id"]
+        assert geo_rows(include.read_text()) == ['default "";', "203.0.113.7 deny;"]
+        assert enf.lists.malformed == 1 and marker.read_text() == "x\n"
+
+        expires = time.time() + 0.5
+        body = change("graylist", "2001:db8::/64", expires=expires)
+        consumer.feed((b"graylist:2001:db8::/64", json.dumps(body).encode()))
+        deadline = time.monotonic() + 3
+        while "2001:db8::/64 gray;" not in include.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        while "2001:db8::/64" in include.read_text():  # gone at expires_at, by the wall clock
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert time.time() >= expires - 0.002
+        assert marker.read_text() == "x\nx\nx\n"  # one reload per change, none for unchanged ticks
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive() and consumers[0].closed
