@@ -409,9 +409,11 @@ def calibrate(
 
 
 def _register_optional_commands() -> None:
+    from abuse_stream.enforce import enforce_group
     from abuse_stream.report import report_command
 
     cli.add_command(report_command)
+    cli.add_command(enforce_group)
 
 
 _register_optional_commands()
