@@ -408,6 +408,141 @@ def calibrate(
     del result
 
 
+@cli.group()
+def exceptions() -> None:
+    """The exception list: IPs, CIDRs, countries and source types that are analysed but never listed."""
+
+
+def _parse_duration(text: str | None) -> float | None:
+    if not text:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, KeyError):
+        raise click.BadParameter(f"not a duration: {text!r} (e.g. 90s, 30m, 2h, 7d)") from None
+
+
+@exceptions.command("add")
+@config_option
+@click.argument("value")
+@click.option(
+    "--kind",
+    type=click.Choice(["ip", "cidr", "country", "source"]),
+    default=None,
+    help="Default: guessed from VALUE (an address, a network, a 2-letter country, else a source type).",
+)
+@click.option("--comment", default=None, help="Why (shown in verdicts of excepted clients).")
+@click.option("--expires-in", default=None, help="Lapse after this long (90s, 30m, 2h, 7d); default never.")
+@click.option(
+    "--publish/--no-publish",
+    default=True,
+    show_default=True,
+    help="Publish the removal of list entries it covers to the IP-list topic.",
+)
+def exceptions_add(
+    config_path: str | None,
+    value: str,
+    kind: str | None,
+    comment: str | None,
+    expires_in: str | None,
+    publish: bool,
+) -> None:
+    """Add an exception; list entries made by detectors for the IPs it covers are removed."""
+    import time as _time
+
+    from abuse_stream.policy import ExceptionEntry, ExceptionList, guess_kind, normalise
+    from abuse_stream.store.db import Store, migrate
+    from abuse_stream.verdicts import rfc3339
+
+    cfg = _load(config_path)
+    if not cfg.database.url:
+        raise click.ClickException("config key 'database.url': exceptions are kept in the database")
+    try:
+        k, v = normalise(kind or guess_kind(value), value)
+        ttl = _parse_duration(expires_in)
+        now = _time.time()
+        entry = ExceptionEntry(k, v, comment, now + ttl if ttl else None)
+        matcher = ExceptionList([entry], dict(cfg.policy.source_files))
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    migrate(cfg.database.url)
+    store = Store(cfg.database.url)
+    store.add_exception(entry)
+    removes = [
+        {
+            "list": e["list"],
+            "value": e["value"],
+            "op": "remove",
+            "expires_at": rfc3339(now),
+            "source": "manual",
+            "reason": f"exception added: {entry.describe()}",
+            "bot_type": e["bot_type"],
+            "verdict_id": e["verdict_id"],
+            "changed_at": rfc3339(now),
+        }
+        for e in store.active_entries()
+        if e["source"] == "detector" and matcher.match(str(e["value"]).split("/")[0], now) is not None
+    ]
+    store.write_batch([], removes)
+    store.close()
+    if removes and publish:
+        from abuse_stream.sinks.kafka import KafkaSink
+
+        sink = KafkaSink(cfg.kafka)
+        sink.add_ip_changes(removes)
+        try:
+            sink.close(15)
+        except Exception as e:
+            raise click.ClickException(f"stored, but publishing the removals failed: {e}") from None
+    click.echo(f"added exception {entry.describe()}; removed {len(removes)} list entries it covers")
+
+
+@exceptions.command("remove")
+@config_option
+@click.argument("value")
+@click.option("--kind", type=click.Choice(["ip", "cidr", "country", "source"]), default=None)
+def exceptions_remove(config_path: str | None, value: str, kind: str | None) -> None:
+    """Remove an exception."""
+    from abuse_stream.policy import guess_kind, normalise
+    from abuse_stream.store.db import Store, migrate
+
+    cfg = _load(config_path)
+    try:
+        k, v = normalise(kind or guess_kind(value), value)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    migrate(cfg.database.url or "")
+    store = Store(cfg.database.url or "")
+    found = store.remove_exception(k, v)
+    store.close()
+    if not found:
+        raise click.ClickException(f"no exception {k} {v}")
+    click.echo(f"removed exception {k} {v}")
+
+
+@exceptions.command("list")
+@config_option
+def exceptions_list(config_path: str | None) -> None:
+    """List the exceptions (config and database)."""
+    from abuse_stream.store.db import Store, migrate
+    from abuse_stream.verdicts import rfc3339
+
+    cfg = _load(config_path)
+    rows = [(e.kind or "", e.value, "config", "never", e.comment or "") for e in cfg.policy.exceptions]
+    if cfg.database.url:
+        migrate(cfg.database.url)
+        store = Store(cfg.database.url)
+        rows += [
+            (e.kind, e.value, "database", rfc3339(e.expires_at) or "never", e.comment or "")
+            for e in store.exceptions()
+        ]
+        store.close()
+    click.echo(f"{'kind':<8} {'value':<40} {'from':<9} {'expires':<25} comment")
+    for r in rows:
+        click.echo(f"{r[0]:<8} {r[1]:<40} {r[2]:<9} {r[3]:<25} {r[4]}")
+
+
 def _register_optional_commands() -> None:
     from abuse_stream.enforce import enforce_group
     from abuse_stream.report import report_command

@@ -178,6 +178,27 @@ _DEFAULT_POLICIES: dict[str, BotTypePolicy] = {
 }
 
 
+class ExceptionConfig(_Frozen):
+    value: str
+    kind: Literal["ip", "cidr", "country", "source"] | None = None  # guessed from the value when absent
+    comment: str | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> ExceptionConfig:
+        from abuse_stream.policy import guess_kind, normalise
+
+        normalise(self.kind or guess_kind(self.value), self.value)
+        return self
+
+
+class PolicyConfig(_Frozen):
+    exceptions: list[ExceptionConfig] = Field(default_factory=list)
+    source_files: dict[str, str] = Field(
+        default_factory=dict, description="source type -> file of IPs/CIDRs (e.g. datacenters, tor)"
+    )
+    reload_s: float = Field(30.0, gt=0, description="run: how often exceptions are re-read from the database")
+
+
 class Config(_Frozen):
     input: InputConfig = InputConfig()
     kafka: KafkaConfig = KafkaConfig()
@@ -185,6 +206,7 @@ class Config(_Frozen):
     window: WindowConfig = WindowConfig()
     detection: DetectionConfig
     profiles: list[ProfileConfig] = Field(default_factory=lambda: [ProfileConfig(name="default")])
+    policy: PolicyConfig = PolicyConfig()
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -27,6 +27,7 @@ from abuse_stream.detectors.base import DetectContext, check_findings
 from abuse_stream.features import BrowserClassifier, CrawlerChecker, Enricher, UAClassifier, client_features
 from abuse_stream.ingest.parse import LineParser, build_parser
 from abuse_stream.ingest.schema import Rejected
+from abuse_stream.policy import ExceptionEntry, ExceptionList
 from abuse_stream.scoring import confidence_columns, detections
 from abuse_stream.verdicts import VerdictBook
 from abuse_stream.window import WindowState
@@ -86,6 +87,7 @@ class Pipeline:
             {d.baseline_metric: d.baseline_quantile() for d in self.detectors if d.baseline_metric},
         )
         self.book = VerdictBook([d.name for d in self.detectors], cfg.detection.bot_types)
+        self.set_exceptions([])
         self.stats = PipelineStats()
         self.keep_findings = False  # replay --findings-out: keep every finding for calibration
         self._findings: list[pl.DataFrame] = []
@@ -123,6 +125,16 @@ class Pipeline:
                 self._count_rejects(late_rej)
         out.extend(self._evaluate(self.window.close_ready()))
         return out
+
+    def set_exceptions(self, stored: list[ExceptionEntry]) -> None:
+        """The exception list: the config's entries plus ``stored`` ones (from the database)."""
+        from abuse_stream.policy import guess_kind, normalise
+
+        entries = []
+        for e in self.cfg.policy.exceptions:
+            kind, value = normalise(e.kind or guess_kind(e.value), e.value)
+            entries.append(ExceptionEntry(kind, value, e.comment))
+        self.book.exceptions = ExceptionList(entries + list(stored), dict(self.cfg.policy.source_files))
 
     def set_live_sources(self, sources: set[int] | None) -> None:
         """Which sources (partitions) still have unread input and so hold the watermark back."""

@@ -46,6 +46,7 @@ def replay(
     t0 = clock()
     if store is not None:
         pipeline.restore(store.load_snapshot(pipeline.SNAPSHOT))
+        pipeline.set_exceptions(store.exceptions())
 
     def deliver(out: BatchOutput, file: str = "", first_line: int = 0) -> None:
         if rejected_out is not None and out.rejected:

@@ -62,9 +62,21 @@ class Service:
         self.clock = clock
         self.stats = ServiceStats()
         self._saved_epochs = -1
+        self._exceptions_at = -math.inf
         if store is not None and pipeline.restore(store.load_snapshot(Pipeline.SNAPSHOT)):
             log.info("restored the baseline snapshot")
             self._saved_epochs = pipeline.stats.epochs_learnt
+
+    def reload_exceptions(self, force: bool = False) -> None:
+        """Re-read the exception list from the database every ``policy.reload_s`` (CLI changes apply)."""
+        now = self.clock()
+        if self.store is None or (not force and now - self._exceptions_at < self.cfg.policy.reload_s):
+            return
+        self._exceptions_at = now
+        try:
+            self.pipeline.set_exceptions(self.store.exceptions())
+        except Exception as e:  # a database hiccup keeps the previous list
+            log.warning("could not reload the exception list: %s", e)
 
     def save_baselines(self) -> None:
         """Snapshot the learned baselines when they changed (after each epoch), so a restart is warm."""
@@ -83,6 +95,7 @@ class Service:
         last_input = self.clock()
         idle_polls = 0
         while not stop.is_set():
+            self.reload_exceptions()
             msgs = self.source.poll_batch()
             if msgs:
                 idle_polls = 0

@@ -6,7 +6,9 @@ live verdict and which IP-list entries it created, so that:
 * a client gets one verdict per bot type while its entry is active (no repeat every window step);
 * a second bot type for an already listed IP *extends* the entry instead of adding a duplicate;
 * when an entry's ``expires_at`` passes (event time), a ``remove`` change is emitted, followed by a
-  tombstone on the compacted topic.
+  tombstone on the compacted topic;
+* a client covered by the exception list still gets its verdict (action ``monitor``, with an
+  ``exception`` field naming the entry) but never a list change.
 
 ``verdict_id`` is a hash of (client key, bot type, profile, window end): the same input produces
 the same id, so the store and downstream consumers deduplicate on it.
@@ -23,6 +25,7 @@ from typing import Any
 import polars as pl
 
 from abuse_stream.config import BotTypeConfig
+from abuse_stream.policy import ExceptionList
 
 
 def rfc3339(ts: float | None) -> str | None:
@@ -65,6 +68,7 @@ class VerdictBook:
     active: dict[tuple[str, str], float] = field(default_factory=dict)  # (key, bot type) -> until
     entries: dict[tuple[str, str], ListEntry] = field(default_factory=dict)  # (list, ip) -> entry
     stats: BookStats = field(default_factory=BookStats)
+    exceptions: ExceptionList | None = None  # analysed and reported, never listed
 
     def expire(self, now: float) -> list[dict[str, Any]]:
         """Drop everything that lapsed at or before event time ``now``; returns the ``remove`` changes."""
@@ -111,6 +115,9 @@ class VerdictBook:
                 self.stats.suppressed += 1
                 continue
             action = h["action"]
+            excepted = self.exceptions.match(r["ip"], detected_at) if self.exceptions is not None else None
+            if excepted is not None:
+                action = "monitor"
             expires = None if action == "monitor" else detected_at + float(h["duration_s"])
             vid = verdict_id(key, bt, h["profile"], window_end)
             dets = self._detector_entries(r, bt)
@@ -133,6 +140,8 @@ class VerdictBook:
                 "detectors": dets,
                 "application": r["host"],
             }
+            if excepted is not None:
+                verdict["exception"] = excepted.describe()
             if evidence is not None:
                 ev = evidence(key, window_start, window_end)
                 if ev:

@@ -24,7 +24,9 @@ from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from abuse_stream.policy import ExceptionEntry
 from abuse_stream.store.models import (
+    exceptions,
     ip_list_changes,
     ip_list_entries,
     model_snapshots,
@@ -217,6 +219,44 @@ class Store:
         }
         update["removed_at"] = None
         conn.execute(stmt.on_conflict_do_update(index_elements=["list", "value"], set_=update))
+
+    # -- the exception list --------------------------------------------------------------------------
+
+    def exceptions(self) -> list[ExceptionEntry]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(exceptions).order_by(exceptions.c.id)).mappings().all()
+        return [
+            ExceptionEntry(
+                r["kind"],
+                r["value"],
+                r["comment"],
+                _aware(r["expires_at"]).timestamp() if r["expires_at"] else None,
+            )
+            for r in rows
+        ]
+
+    def add_exception(self, entry: ExceptionEntry) -> None:
+        row = {
+            "kind": entry.kind,
+            "value": entry.value,
+            "comment": entry.comment,
+            "expires_at": datetime.fromtimestamp(entry.expires_at, UTC) if entry.expires_at else None,
+            "created_at": datetime.now(UTC),
+        }
+        stmt = self._insert(exceptions).values(row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["kind", "value"],
+            set_={"comment": stmt.excluded.comment, "expires_at": stmt.excluded.expires_at},
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def remove_exception(self, kind: str, value: str) -> bool:
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                exceptions.delete().where((exceptions.c.kind == kind) & (exceptions.c.value == value))
+            )
+        return bool(res.rowcount)
 
     # -- model snapshots (baselines survive restarts) ------------------------------------------------
 

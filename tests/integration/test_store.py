@@ -146,3 +146,31 @@ def test_verdict_evidence_and_its_endpoints_are_stored(db_url):
     assert sorted(eps) == [("GET /", 10), ("GET /api/v1/orders/{id}", 290)]
     assert ev["user_agents"] == ["<script>x</script>"]
     store.close()
+
+
+def test_adding_an_exception_removes_the_bot_made_entries_it_covers(db_url):
+    from click.testing import CliRunner
+
+    from abuse_stream.cli import cli
+
+    migrate(db_url)
+    store = Store(db_url)
+    store.write_batch(
+        [],
+        [
+            change("add", "2026-11-01T00:05:00.000Z", "2999-01-01T00:00:00.000Z", ip="203.0.113.9"),
+            change("add", "2026-11-01T00:05:00.000Z", "2999-01-01T00:00:00.000Z", ip="198.51.100.7"),
+        ],
+    )
+    env = {"DATABASE_URL": db_url}
+    res = CliRunner().invoke(
+        cli, ["exceptions", "add", "203.0.113.0/24", "--comment", "partner", "--no-publish"], env=env
+    )
+    assert res.exit_code == 0, res.output
+    assert "removed 1 list entries" in res.output
+    assert [e["value"] for e in store.active_entries()] == ["198.51.100.7"]
+    res = CliRunner().invoke(cli, ["exceptions", "list"], env=env)
+    assert "203.0.113.0/24" in res.output and "partner" in res.output
+    assert CliRunner().invoke(cli, ["exceptions", "remove", "203.0.113.0/24"], env=env).exit_code == 0
+    assert store.exceptions() == []
+    store.close()
