@@ -106,10 +106,16 @@ def run(config_path: str | None) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    from abuse_stream.metrics import Metrics
+
+    metrics = Metrics()
+    if cfg.metrics.port:
+        metrics.serve(cfg.metrics.port, cfg.metrics.address)
+        log.info("Prometheus metrics on http://%s:%d/metrics", cfg.metrics.address, cfg.metrics.port)
     source = KafkaSource(k)
     sink = KafkaSink(k)
     try:
-        Service(cfg, pipeline, source, sink, store).run(stop)
+        Service(cfg, pipeline, source, sink, store, metrics=metrics).run(stop)
     finally:
         sink.flush(30)
         source.close()

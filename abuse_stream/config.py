@@ -199,6 +199,11 @@ class PolicyConfig(_Frozen):
     reload_s: float = Field(30.0, gt=0, description="run: how often exceptions are re-read from the database")
 
 
+class MetricsConfig(_Frozen):
+    port: int | None = Field(9108, ge=0, le=65535, description="Prometheus metrics port for run (None: off)")
+    address: str = "0.0.0.0"
+
+
 class Config(_Frozen):
     input: InputConfig = InputConfig()
     kafka: KafkaConfig = KafkaConfig()
@@ -207,6 +212,7 @@ class Config(_Frozen):
     detection: DetectionConfig
     profiles: list[ProfileConfig] = Field(default_factory=lambda: [ProfileConfig(name="default")])
     policy: PolicyConfig = PolicyConfig()
+    metrics: MetricsConfig = MetricsConfig()
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -26,6 +26,7 @@ from confluent_kafka import Message
 
 from abuse_stream.config import Config
 from abuse_stream.ingest.kafka import KafkaSource
+from abuse_stream.metrics import Metrics
 from abuse_stream.pipeline import BatchOutput, Pipeline
 from abuse_stream.sinks.kafka import KafkaSink
 from abuse_stream.store.db import Store
@@ -53,6 +54,7 @@ class Service:
         sink: KafkaSink,
         store: Store | None,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.cfg = cfg
         self.pipeline = pipeline
@@ -60,6 +62,7 @@ class Service:
         self.sink = sink
         self.store = store
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self.stats = ServiceStats()
         self._saved_epochs = -1
         self._exceptions_at = -math.inf
@@ -139,9 +142,24 @@ class Service:
             self.sink.add_dead_letters(out.rejected, sources, now)
         self.sink.add_verdicts(out.verdicts)
         self.sink.add_ip_changes(out.ip_changes)
-        self.sink.flush()
+        try:
+            self.sink.flush()
+        except Exception:
+            self.metrics.producer_errors.inc()
+            self.metrics.ready.set(0)
+            raise
         if self.store is not None:
-            self.store.write_batch(out.verdicts, out.ip_changes)
+            try:
+                self.store.write_batch(out.verdicts, out.ip_changes)
+            except Exception:
+                self.metrics.db_errors.inc()
+                self.metrics.ready.set(0)
+                raise
+        self.metrics.ready.set(1)
+        for r in out.rejected:
+            self.metrics.rejected.labels(r.reason).inc()
+        for v in out.verdicts:
+            self.metrics.verdicts.labels(v["bot_type"], v["action"]).inc()
         self.source.commit(msgs)
         self.save_baselines()
         self.stats.batches += 1

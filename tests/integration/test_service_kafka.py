@@ -214,6 +214,12 @@ def test_run_command_serves_until_sigterm_and_exits_cleanly(
     data["database"]["url"] = None  # comes from the environment instead
     data["kafka"]["bootstrap_servers"] = "unused:1"
     data["window"]["idle_advance_s"] = 1.0
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data["metrics"] = {"port": port, "address": "127.0.0.1"}
     conf_file.write_text(yaml.safe_dump(data))
     migrate(pg_url)
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "DATABASE_URL": pg_url}
@@ -232,6 +238,12 @@ def test_run_command_serves_until_sigterm_and_exits_cleanly(
             time.sleep(0.5)
         assert store.count("verdicts") >= 2  # the idle stream's last steps were judged too
         store.close()
+        import urllib.request
+
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert "abuse_stream_records_consumed_total" in body
+        assert 'abuse_stream_records_rejected_total{reason="invalid_json"} 1.0' in body
+        assert "abuse_stream_verdicts_total{" in body and "abuse_stream_consumer_lag" in body
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
