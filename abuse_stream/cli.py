@@ -549,6 +549,79 @@ def exceptions_list(config_path: str | None) -> None:
         click.echo(f"{r[0]:<8} {r[1]:<40} {r[2]:<9} {r[3]:<25} {r[4]}")
 
 
+@cli.group()
+def events() -> None:
+    """Stored verdicts (events) with their explanations."""
+
+
+def _when(text: str | None) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    if not text:
+        return None
+    try:
+        if text[-1] in "smhdw" and text[:-1].replace(".", "").isdigit():
+            return datetime.now(UTC) - timedelta(seconds=_parse_duration(text) or 0)
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"not a time: {text!r} (RFC 3339, or an age like 2h, 7d)") from None
+
+
+@events.command("list")
+@config_option
+@click.option("--since", default=None, help="RFC 3339 time or an age (24h, 7d).")
+@click.option("--until", default=None)
+@click.option("--bot-type", default=None)
+@click.option("--ip", default=None, help="An IP or a CIDR.")
+@click.option("--profile", default=None)
+@click.option("--action", type=click.Choice(["denylist", "graylist", "monitor"]), default=None)
+@click.option("--limit", type=int, default=50, show_default=True)
+def events_list(
+    config_path: str | None,
+    since: str | None,
+    until: str | None,
+    bot_type: str | None,
+    ip: str | None,
+    profile: str | None,
+    action: str | None,
+    limit: int,
+) -> None:
+    """List events (newest first) with filters."""
+    from abuse_stream.events import list_events, render_list
+    from abuse_stream.store.db import make_engine
+
+    cfg = _load(config_path)
+    try:
+        rows = list_events(
+            make_engine(cfg.database.url or ""),
+            _when(since),
+            _when(until),
+            bot_type,
+            ip,
+            profile,
+            action,
+            limit,
+        )
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(render_list(rows))
+
+
+@events.command("show")
+@config_option
+@click.argument("verdict_id")
+def events_show(config_path: str | None, verdict_id: str) -> None:
+    """Explain one event: detectors with value, normal, threshold and factor, and the requests behind it."""
+    from abuse_stream.events import get_event, render_event
+    from abuse_stream.store.db import make_engine
+
+    cfg = _load(config_path)
+    row = get_event(make_engine(cfg.database.url or ""), verdict_id)
+    if row is None:
+        raise click.ClickException(f"no event {verdict_id}")
+    click.echo(render_event(row))
+
+
 def _register_optional_commands() -> None:
     from abuse_stream.enforce import enforce_group
     from abuse_stream.report import report_command
