@@ -101,6 +101,16 @@ class Detector(ABC):
         return f"{type(self).__name__}({self.params!r})"
 
 
+def above_normal(factor: float, floor: float, warmup: float) -> pl.Expr:
+    """The threshold of a "far above normal" detector, over a ``baseline`` column: ``factor`` x the
+    learned baseline, never below ``floor``; ``warmup`` while the baseline is still null (warming up)."""
+    return (
+        pl.when(pl.col("baseline").is_null())
+        .then(pl.lit(float(warmup)))
+        .otherwise(pl.max_horizontal(pl.lit(float(floor)), pl.col("baseline") * factor))
+    )
+
+
 def check_findings(name: str, findings: pl.DataFrame, rows: int) -> pl.DataFrame:
     """Validate a detector's output and bring it to the finding schema (shared by all detectors)."""
     if findings.height != rows:

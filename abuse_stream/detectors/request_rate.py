@@ -18,7 +18,7 @@ from typing import ClassVar
 import polars as pl
 from pydantic import Field
 
-from abuse_stream.detectors.base import DetectContext, Detector, Params
+from abuse_stream.detectors.base import DetectContext, Detector, Params, above_normal
 
 
 class RequestRateParams(Params):
@@ -52,11 +52,7 @@ class RequestRate(Detector):
         p = self.params
         base = ctx.baselines.lookup("sustained_rps", features["host"])
         df = features.select(value=self.sustained(features, ctx.step_s)).with_columns(baseline=base)
-        threshold = (
-            pl.when(pl.col("baseline").is_null())
-            .then(pl.lit(p.warmup_rps))
-            .otherwise(pl.max_horizontal(pl.lit(p.floor_rps), pl.col("baseline") * p.factor))
-        )
+        threshold = above_normal(p.factor, p.floor_rps, p.warmup_rps)
         return df.with_columns(threshold=threshold).with_columns(
             fired=pl.col("value") > pl.col("threshold"),
             worked=pl.lit(True),

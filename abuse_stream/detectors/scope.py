@@ -18,7 +18,7 @@ from typing import ClassVar
 import polars as pl
 from pydantic import Field
 
-from abuse_stream.detectors.base import DetectContext, Detector, Params
+from abuse_stream.detectors.base import DetectContext, Detector, Params, above_normal
 
 
 class UniquenessParams(Params):
@@ -86,11 +86,7 @@ class WideScope(Detector):
             t=pl.col("distinct_templates"),
             h=pl.col("distinct_hosts"),
         ).with_columns(baseline=base)
-        threshold = (
-            pl.when(pl.col("baseline").is_null())
-            .then(pl.lit(p.warmup_floor))
-            .otherwise(pl.max_horizontal(pl.lit(p.floor), pl.col("baseline") * p.factor))
-        )
+        threshold = above_normal(p.factor, p.floor, p.warmup_floor)
         return df.with_columns(threshold=threshold).select(
             "value",
             "baseline",

@@ -240,9 +240,9 @@ def test_wide_scope_and_business_logic_count_per_apparent_user_so_a_nat_is_not_o
 
 
 def test_baseline_dependent_detectors_fall_back_while_warming_up():
-    assert one("wide_scope").evaluate(features([{"distinct_paths": 100}]), ctx())["threshold"].to_list() == [
-        150.0
-    ]
+    warm = float(CFG.detection.detectors["wide_scope"]["warmup_floor"])
+    out = one("wide_scope").evaluate(features([{"distinct_paths": 100}]), ctx())
+    assert out["threshold"].to_list() == [warm] and out["baseline"].to_list() == [None]
     out = one("response_time").evaluate(features([{"requests": 50, "mean_latency_ms": 9e9}]), ctx())
     assert out["worked"].to_list() == [False]  # no baseline, no judgement
 
