@@ -106,6 +106,18 @@ def run(config_path: str | None) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    service_ref: list[Any] = []
+
+    def _reload(signum: int, _frame: Any) -> None:
+        try:
+            new = load_config(config_path)
+        except ConfigError as e:
+            log.error("SIGHUP: config not reloaded: %s", e)
+            return
+        if service_ref:
+            service_ref[0].request_reconfigure(new)
+
+    signal.signal(signal.SIGHUP, _reload)
     from abuse_stream.metrics import Metrics
 
     metrics = Metrics()
@@ -115,7 +127,9 @@ def run(config_path: str | None) -> None:
     source = KafkaSource(k)
     sink = KafkaSink(k)
     try:
-        Service(cfg, pipeline, source, sink, store, metrics=metrics).run(stop)
+        service = Service(cfg, pipeline, source, sink, store, metrics=metrics)
+        service_ref.append(service)
+        service.run(stop)
     finally:
         sink.flush(30)
         source.close()
@@ -547,6 +561,211 @@ def exceptions_list(config_path: str | None) -> None:
     click.echo(f"{'kind':<8} {'value':<40} {'from':<9} {'expires':<25} comment")
     for r in rows:
         click.echo(f"{r[0]:<8} {r[1]:<40} {r[2]:<9} {r[3]:<25} {r[4]}")
+
+
+@cli.group("lists")
+def lists_group() -> None:
+    """Manual deny/graylist operations (stored, and published to the IP-list topic)."""
+
+
+def _publish_changes(cfg: Config, changes: list[dict[str, Any]], publish: bool) -> None:
+    from abuse_stream.store.db import Store, migrate
+
+    if not cfg.database.url:
+        raise click.ClickException("config key 'database.url': IP lists are kept in the database")
+    migrate(cfg.database.url)
+    store = Store(cfg.database.url)
+    store.write_batch([], changes)
+    store.close()
+    if publish and changes:
+        from abuse_stream.sinks.kafka import KafkaSink
+
+        sink = KafkaSink(cfg.kafka)
+        sink.add_ip_changes(changes)
+        try:
+            sink.close(15)
+        except Exception as e:
+            raise click.ClickException(f"stored, but publishing to the IP-list topic failed: {e}") from None
+
+
+def _manual_change(
+    lst: str, value: str, op: str, expires: float | None, reason: str | None
+) -> dict[str, Any]:
+    import time as _time
+
+    from abuse_stream.verdicts import rfc3339
+
+    now = _time.time()
+    return {
+        "list": lst,
+        "value": value,
+        "op": op,
+        "expires_at": rfc3339(expires),
+        "reason": reason or "manual",
+        "bot_type": None,
+        "verdict_id": None,
+        "source": "manual",
+        "changed_at": rfc3339(now),
+    }
+
+
+def _network(value: str) -> str:
+    import ipaddress
+
+    try:
+        net = ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise click.BadParameter(f"not an IP or CIDR: {value!r}") from None
+    return str(net.network_address) if net.num_addresses == 1 else str(net)
+
+
+publish_option = click.option(
+    "--publish/--no-publish",
+    default=True,
+    show_default=True,
+    help="Publish the change to the IP-list topic (enforcement points).",
+)
+
+
+@lists_group.command("add")
+@config_option
+@click.argument("value")
+@click.option(
+    "--list", "lst", type=click.Choice(["denylist", "graylist"]), default="denylist", show_default=True
+)
+@click.option("--duration", default=None, help="How long (90s, 30m, 2h, 7d); default forever.")
+@click.option("--reason", default=None)
+@publish_option
+def lists_add(
+    config_path: str | None, value: str, lst: str, duration: str | None, reason: str | None, publish: bool
+) -> None:
+    """Add an IP or CIDR to a list, forever or for a duration."""
+    import time as _time
+
+    cfg = _load(config_path)
+    ttl = _parse_duration(duration)
+    v = _network(value)
+    _publish_changes(
+        cfg, [_manual_change(lst, v, "add", _time.time() + ttl if ttl else None, reason)], publish
+    )
+    click.echo(f"{lst}: added {v}" + (f" for {duration}" if duration else " (no expiry)"))
+
+
+@lists_group.command("remove")
+@config_option
+@click.argument("value")
+@click.option(
+    "--list", "lst", type=click.Choice(["denylist", "graylist"]), default=None, help="Default: both lists."
+)
+@publish_option
+def lists_remove(config_path: str | None, value: str, lst: str | None, publish: bool) -> None:
+    """Remove an IP or CIDR (renewed bot activity lists it again)."""
+    import time as _time
+
+    cfg = _load(config_path)
+    v = _network(value)
+    now = _time.time()
+    changes = [
+        _manual_change(x, v, "remove", now, "removed by hand")
+        for x in ([lst] if lst else ["denylist", "graylist"])
+    ]
+    _publish_changes(cfg, changes, publish)
+    click.echo(f"removed {v} from {lst or 'both lists'}")
+
+
+@lists_group.command("set-duration")
+@config_option
+@click.argument("value")
+@click.option(
+    "--list", "lst", type=click.Choice(["denylist", "graylist"]), default="denylist", show_default=True
+)
+@click.option("--duration", default=None, help="New lifetime from now (90s, 30m, 2h, 7d); omit for forever.")
+@publish_option
+def lists_set_duration(
+    config_path: str | None, value: str, lst: str, duration: str | None, publish: bool
+) -> None:
+    """Change how long an entry stays listed."""
+    import time as _time
+
+    from abuse_stream.store.db import Store, migrate
+
+    cfg = _load(config_path)
+    v = _network(value)
+    migrate(cfg.database.url or "")
+    store = Store(cfg.database.url or "")
+    current = [e for e in store.active_entries() if e["list"] == lst and e["value"] == v]
+    store.close()
+    if not current:
+        raise click.ClickException(f"{v} is not on the {lst}")
+    ttl = _parse_duration(duration)
+    change = _manual_change(lst, v, "extend", _time.time() + ttl if ttl else None, current[0]["reason"])
+    change["bot_type"], change["verdict_id"] = current[0]["bot_type"], current[0]["verdict_id"]
+    _publish_changes(cfg, [change], publish)
+    click.echo(f"{lst}: {v} now " + (f"for {duration}" if duration else "without expiry"))
+
+
+def _current_entries(cfg: Config) -> list[dict[str, Any]]:
+    import time as _time
+
+    from abuse_stream.store.db import Store, migrate
+
+    migrate(cfg.database.url or "")
+    store = Store(cfg.database.url or "")
+    now = _time.time()
+    rows = [e for e in store.active_entries() if e["expires_at"] is None or e["expires_at"].timestamp() > now]
+    store.close()
+    return rows
+
+
+def _entry_line(e: dict[str, Any]) -> str:
+    until = (
+        e["expires_at"].isoformat(timespec="seconds").replace("+00:00", "Z") if e["expires_at"] else "never"
+    )
+    return f"{e['list']:<9} {e['value']:<40} {until:<21} {e['source']:<9} {e['reason'] or ''}"
+
+
+@lists_group.command("show")
+@config_option
+@click.option("--list", "lst", type=click.Choice(["denylist", "graylist"]), default=None)
+def lists_show(config_path: str | None, lst: str | None) -> None:
+    """The current entries (not expired), with their expiry and reason."""
+    rows = [e for e in _current_entries(_load(config_path)) if lst is None or e["list"] == lst]
+    click.echo(f"{'list':<9} {'value':<40} {'until':<21} {'source':<9} reason")
+    for e in sorted(rows, key=lambda e: (e["list"], e["value"])):
+        click.echo(_entry_line(e))
+
+
+@lists_group.command("check")
+@config_option
+@click.argument("ip")
+def lists_check(config_path: str | None, ip: str) -> None:
+    """Which lists cover an IP (directly or by a network), why and until when; and exceptions."""
+    import ipaddress
+
+    cfg = _load(config_path)
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        raise click.BadParameter(f"not an IP: {ip!r}") from None
+    hits = [e for e in _current_entries(cfg) if addr in ipaddress.ip_network(e["value"], strict=False)]
+    for e in hits:
+        click.echo(_entry_line(e))
+    if not hits:
+        click.echo(f"{ip} is on no list")
+    from abuse_stream.policy import ExceptionEntry, ExceptionList, guess_kind, normalise
+    from abuse_stream.store.db import Store
+
+    store = Store(cfg.database.url or "")
+    entries = [
+        ExceptionEntry(*normalise(e.kind or guess_kind(e.value), e.value), e.comment)
+        for e in cfg.policy.exceptions
+    ]
+    exc = ExceptionList(entries + store.exceptions(), dict(cfg.policy.source_files)).match(
+        ip, __import__("time").time()
+    )
+    store.close()
+    if exc is not None:
+        click.echo(f"exception: {exc.describe()} (analysed, never listed)")
 
 
 @cli.group()

@@ -87,6 +87,7 @@ class Pipeline:
             {d.baseline_metric: d.baseline_quantile() for d in self.detectors if d.baseline_metric},
         )
         self.book = VerdictBook([d.name for d in self.detectors], cfg.detection.bot_types)
+        self._stored_exceptions: list[ExceptionEntry] = []
         self.set_exceptions([])
         self.stats = PipelineStats()
         self.keep_findings = False  # replay --findings-out: keep every finding for calibration
@@ -126,6 +127,38 @@ class Pipeline:
         out.extend(self._evaluate(self.window.close_ready()))
         return out
 
+    def reconfigure(self, cfg: Config) -> list[str]:
+        """Apply a new config (SIGHUP) keeping window state and learned baselines.
+
+        Profiles, detector parameters, votes, tolerance levels and exceptions change at once; window
+        geometry and the input format only on restart (returned as warnings, the old values stay).
+        """
+        warnings = []
+        if cfg.window != self.cfg.window:
+            warnings.append("window settings change only on restart")
+            cfg = cfg.model_copy(update={"window": self.cfg.window})
+        if cfg.input != self.cfg.input:
+            warnings.append("input settings change only on restart")
+            cfg = cfg.model_copy(update={"input": self.cfg.input})
+        detectors = build_detectors(cfg.detection.detectors)  # validates before anything changes
+        self.cfg = cfg
+        self.detectors = detectors
+        self.enrich = Enricher(
+            key=cfg.window.key,
+            ua=self.enrich.ua,
+            crawlers=self.enrich.crawlers,
+            browsers=self.enrich.browsers,
+            sensitive_regex=endpoints.globs_to_regex(
+                [g for p in cfg.profiles for g in p.sensitive_endpoints]
+            ),
+        )
+        metrics = {d.baseline_metric: d.baseline_quantile() for d in detectors if d.baseline_metric}
+        self.baselines.metrics = {**self.baselines.metrics, **metrics}
+        self.book.detector_names = [d.name for d in detectors]
+        self.book.bot_types = cfg.detection.bot_types
+        self.set_exceptions(self._stored_exceptions)  # the new config's entries + those from the store
+        return warnings
+
     def set_exceptions(self, stored: list[ExceptionEntry]) -> None:
         """The exception list: the config's entries plus ``stored`` ones (from the database)."""
         from abuse_stream.policy import guess_kind, normalise
@@ -134,6 +167,7 @@ class Pipeline:
         for e in self.cfg.policy.exceptions:
             kind, value = normalise(e.kind or guess_kind(e.value), e.value)
             entries.append(ExceptionEntry(kind, value, e.comment))
+        self._stored_exceptions = list(stored)
         self.book.exceptions = ExceptionList(entries + list(stored), dict(self.cfg.policy.source_files))
 
     def set_live_sources(self, sources: set[int] | None) -> None:

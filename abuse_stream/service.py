@@ -66,20 +66,46 @@ class Service:
         self.stats = ServiceStats()
         self._saved_epochs = -1
         self._exceptions_at = -math.inf
+        self._pending_config: Config | None = None
         if store is not None and pipeline.restore(store.load_snapshot(Pipeline.SNAPSHOT)):
             log.info("restored the baseline snapshot")
             self._saved_epochs = pipeline.stats.epochs_learnt
 
+    def request_reconfigure(self, cfg: Config) -> None:
+        """Ask for a new config to be applied between batches (SIGHUP; signal-handler safe)."""
+        self._pending_config = cfg
+
+    def _apply_pending_config(self) -> None:
+        cfg, self._pending_config = self._pending_config, None
+        if cfg is None:
+            return
+        try:
+            for w in self.pipeline.reconfigure(cfg):
+                log.warning("config reload: %s", w)
+        except ValueError as e:
+            log.error("config reload refused, keeping the running config: %s", e)
+            return
+        self.cfg = self.pipeline.cfg
+        self.reload_exceptions(force=True)
+        log.info("config reloaded (window state and baselines kept)")
+
     def reload_exceptions(self, force: bool = False) -> None:
-        """Re-read the exception list from the database every ``policy.reload_s`` (CLI changes apply)."""
+        """Every ``policy.reload_s``: re-read the exception list, and forget list entries removed by hand
+        (``lists remove``), so CLI changes apply to the running service."""
         now = self.clock()
         if self.store is None or (not force and now - self._exceptions_at < self.cfg.policy.reload_s):
             return
         self._exceptions_at = now
         try:
             self.pipeline.set_exceptions(self.store.exceptions())
-        except Exception as e:  # a database hiccup keeps the previous list
-            log.warning("could not reload the exception list: %s", e)
+            listed = {(str(e["list"]), str(e["value"])) for e in self.store.active_entries()}
+            forgotten = self.pipeline.book.forget_removed(listed)
+            if forgotten:
+                log.info(
+                    "%d list entries were removed by hand: renewed activity will list them again", forgotten
+                )
+        except Exception as e:  # a database hiccup keeps the previous state
+            log.warning("could not reload the exception list / IP lists: %s", e)
 
     def save_baselines(self) -> None:
         """Snapshot the learned baselines when they changed (after each epoch), so a restart is warm."""
@@ -98,6 +124,7 @@ class Service:
         last_input = self.clock()
         idle_polls = 0
         while not stop.is_set():
+            self._apply_pending_config()
             self.reload_exceptions()
             msgs = self.source.poll_batch()
             if msgs:

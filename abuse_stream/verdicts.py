@@ -4,6 +4,8 @@ The :class:`VerdictBook` remembers, in event time, which (client, bot type) pair
 live verdict and which IP-list entries it created, so that:
 
 * a client gets one verdict per bot type while its entry is active (no repeat every window step);
+  if it keeps going, its entry is *extended* once half its lifetime has passed;
+* an entry removed by hand (``abuse-stream lists remove``) is forgotten, so renewed activity re-adds it;
 * a second bot type for an already listed IP *extends* the entry instead of adding a duplicate;
 * when an entry's ``expires_at`` passes (event time), a ``remove`` change is emitted, followed by a
   tombstone on the compacted topic;
@@ -113,6 +115,7 @@ class VerdictBook:
             detected_at = float(r["last_ts"])
             if self.active.get((key, bt), float("-inf")) > detected_at:
                 self.stats.suppressed += 1
+                changes += self._extend_if_due(r["ip"], bt, detected_at, float(h["duration_s"]))
                 continue
             action = h["action"]
             excepted = self.exceptions.match(r["ip"], detected_at) if self.exceptions is not None else None
@@ -156,6 +159,28 @@ class VerdictBook:
         return verdicts, changes
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _extend_if_due(self, ip: str, bt: str, now: float, duration: float) -> list[dict[str, Any]]:
+        """Still at it while listed: extend the entry (no new verdict) once half its lifetime has passed."""
+        out = []
+        for (_lst, value), e in self.entries.items():
+            if value != ip or e.expires_at is None or e.expires_at - now > duration / 2:
+                continue
+            e.expires_at = now + duration
+            self.active = {
+                k: (max(t, e.expires_at) if k[0] == ip or k[0] == value else t)
+                for k, t in self.active.items()
+            }
+            out.append(self._change(e, "extend", now))
+        return out
+
+    def forget_removed(self, listed: set[tuple[str, str]]) -> int:
+        """Drop entries no longer listed in the store (removed by hand): renewed activity re-adds them."""
+        gone = [k for k in self.entries if k not in listed]
+        for lst, value in gone:
+            del self.entries[(lst, value)]
+            self.active = {k: t for k, t in self.active.items() if k[0] != value}
+        return len(gone)
 
     def _detector_entries(self, r: Mapping[str, Any], bt: str) -> list[dict[str, Any]]:
         votes = self.bot_types[bt].votes

@@ -83,3 +83,34 @@ def test_an_excepted_partner_range_is_analysed_and_reported_but_never_listed():
     assert not [c for c in out.ip_changes if c["value"] == partner]  # never listed
     others = {v["ip"] for v in out.verdicts if v["action"] != "monitor"}
     assert others == flagged - {partner}
+
+
+def test_reconfigure_keeps_window_state_and_baselines_and_applies_new_policy():
+    traffic = generate(SCENARIOS["tiny"])
+    cfg = build_config({"detection": {"baseline": {"warmup_samples": 50}}})
+    p = Pipeline(cfg, TinyClassifier())
+    half = traffic.records.height // 2
+    p.process_records(traffic.records.head(half))
+    state_rows = p.window.open.height + sum(f.height for _, f in p.window.closed)
+    learnt = p.stats.epochs_learnt
+    new = build_config(
+        {
+            "detection": {"baseline": {"warmup_samples": 50}},
+            "window": {"length_s": 600},  # geometry: only on restart
+            "profiles": [{"name": "strict", "tolerance": "high"}],
+            "policy": {"exceptions": [{"value": "203.0.113.0/24"}]},
+        }
+    )
+    warnings = p.reconfigure(new)
+    assert warnings == ["window settings change only on restart"]
+    assert p.window.open.height + sum(f.height for _, f in p.window.closed) == state_rows  # state kept
+    assert p.stats.epochs_learnt == learnt and p.cfg.window.length_s == cfg.window.length_s
+    assert p.cfg.profiles[0].name == "strict" and p.book.exceptions.match("203.0.113.7", 0) is not None
+    out = p.process_records(traffic.records.slice(half))
+    out.extend(p.finish())
+    assert all(v["profile"] == "strict" for v in out.verdicts)
+    bad = build_config({"detection": {"detectors": {"request_rate": {"factor": 3}}}})
+    object.__setattr__(bad.detection, "detectors", {"request_rate": {"factor": -1}})  # invalid params slip in
+    with pytest.raises(ValueError):
+        p.reconfigure(bad)
+    assert p.cfg.profiles[0].name == "strict"  # a refused reload changes nothing

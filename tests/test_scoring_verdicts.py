@@ -200,6 +200,33 @@ def test_steps_in_one_frame_are_decided_in_event_time_order_with_expiry_between(
     df = scored_frame(rows, cfg)
     hits = detections(df, cfg).filter(pl.col("bot_type") == "api_abuse")
     verdicts, changes = b.decide(df, hits)
-    # t=1000 lists until 1019; t=1010 is suppressed; at t=1030 the entry has lapsed: remove, then add
+    # t=1000 lists until 1019; t=1010 is no new verdict but extends it (half its life passed) to 1029;
+    # at t=1030 the entry has lapsed: remove, then add
     assert [v["window"]["end"] for v in verdicts] == ["1970-01-01T00:16:40.000Z", "1970-01-01T00:17:10.000Z"]
-    assert [c["op"] for c in changes] == ["add", "remove", "add"]
+    assert [c["op"] for c in changes] == ["add", "extend", "remove", "add"]
+
+
+def test_a_client_still_at_it_gets_its_entry_extended_not_a_new_verdict():
+    cfg = config(profiles=[{"name": "p", "duration_s": 100}])
+    b = VerdictBook(DETS, cfg.detection.bot_types)
+    hits = lambda df: detections(df, cfg).filter(pl.col("bot_type") == "api_abuse")  # noqa: E731
+    def at(t):
+        return scored_frame(
+            [{"request_rate__fired": True, "last_ts": t, "window_start": t - 300, "window_end": t}], cfg
+        )  # noqa: E731
+    v, c = b.decide(at(1000.0), hits(at(1000.0)))
+    assert len(v) == 1 and [x["op"] for x in c] == ["add"]
+    assert b.decide(at(1020.0), hits(at(1020.0))) == ([], [])  # 80 s left of 100: not due
+    v, c = b.decide(at(1060.0), hits(at(1060.0)))  # 40 s left: extend to 1160
+    assert v == [] and [(x["op"], x["expires_at"]) for x in c] == [("extend", "1970-01-01T00:19:20.000Z")]
+
+
+def test_an_entry_removed_by_hand_is_re_added_on_renewed_activity():
+    b = book()
+    df = scored_frame([{"request_rate__fired": True}])
+    hits = detections(df, CFG).filter(pl.col("bot_type") == "api_abuse")
+    b.decide(df, hits)
+    assert b.forget_removed(set()) == 1  # the store no longer lists it (manual removal)
+    later = df.with_columns(last_ts=pl.lit(1100.0), window_start=pl.lit(800.0), window_end=pl.lit(1100.0))
+    v, c = b.decide(later, hits)
+    assert len(v) == 1 and [x["op"] for x in c] == ["add"]

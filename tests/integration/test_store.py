@@ -174,3 +174,38 @@ def test_adding_an_exception_removes_the_bot_made_entries_it_covers(db_url):
     assert CliRunner().invoke(cli, ["exceptions", "remove", "203.0.113.0/24"], env=env).exit_code == 0
     assert store.exceptions() == []
     store.close()
+
+
+def test_manual_list_operations(db_url):
+    from click.testing import CliRunner
+
+    from abuse_stream.cli import cli
+
+    env = {"DATABASE_URL": db_url}
+    run = lambda *a: CliRunner().invoke(cli, ["lists", *a], env=env, catch_exceptions=False)  # noqa: E731
+    assert (
+        run("add", "203.0.113.0/24", "--list", "denylist", "--duration", "2h", "--no-publish").exit_code == 0
+    )
+    assert (
+        run("add", "198.51.100.7", "--list", "graylist", "--reason", "abuse report", "--no-publish").exit_code
+        == 0
+    )
+    shown = run("show").output
+    assert (
+        "203.0.113.0/24" in shown and "198.51.100.7" in shown and "never" in shown and "abuse report" in shown
+    )
+    assert "denylist  203.0.113.0/24" in run("check", "203.0.113.99").output  # covered by the network
+    assert "on no list" in run("check", "192.0.2.1").output
+    assert (
+        run(
+            "set-duration", "198.51.100.7", "--list", "graylist", "--duration", "1h", "--no-publish"
+        ).exit_code
+        == 0
+    )
+    assert "never" not in run("show", "--list", "graylist").output
+    assert run("remove", "203.0.113.0/24", "--no-publish").exit_code == 0
+    assert "203.0.113.0/24" not in run("show").output
+    assert CliRunner().invoke(cli, ["lists", "add", "not-an-ip"], env=env).exit_code != 0
+    store = Store(db_url)
+    assert store.count("ip_list_changes") == 5  # add, add, extend, and a remove on each list
+    store.close()
