@@ -210,10 +210,12 @@ def test_a_client_still_at_it_gets_its_entry_extended_not_a_new_verdict():
     cfg = config(profiles=[{"name": "p", "duration_s": 100}])
     b = VerdictBook(DETS, cfg.detection.bot_types)
     hits = lambda df: detections(df, cfg).filter(pl.col("bot_type") == "api_abuse")  # noqa: E731
+
     def at(t):
         return scored_frame(
             [{"request_rate__fired": True, "last_ts": t, "window_start": t - 300, "window_end": t}], cfg
         )  # noqa: E731
+
     v, c = b.decide(at(1000.0), hits(at(1000.0)))
     assert len(v) == 1 and [x["op"] for x in c] == ["add"]
     assert b.decide(at(1020.0), hits(at(1020.0))) == ([], [])  # 80 s left of 100: not due

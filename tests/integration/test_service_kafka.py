@@ -244,6 +244,9 @@ def test_run_command_serves_until_sigterm_and_exits_cleanly(
         assert "abuse_stream_records_consumed_total" in body
         assert 'abuse_stream_records_rejected_total{reason="invalid_json"} 1.0' in body
         assert "abuse_stream_verdicts_total{" in body and "abuse_stream_consumer_lag" in body
+        proc.send_signal(signal.SIGHUP)  # reload the config in place
+        time.sleep(2.5)
+        assert proc.poll() is None
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -254,3 +257,30 @@ def test_run_command_serves_until_sigterm_and_exits_cleanly(
     err = proc.stderr.read()
     assert rc == 0, err
     assert "received SIGTERM" in err
+    assert "config reloaded (window state and baselines kept)" in err
+
+
+def test_ip_list_lifecycle_add_extend_expire_on_the_topic_and_in_the_database(
+    kafka_bootstrap, unique_topic, pg_url
+):
+    cfg = make_config(kafka_bootstrap, unique_topic("life"), pg_url)
+    data = cfg.model_dump(exclude={"detection"})
+    data["profiles"] = [{"name": "short", "duration_s": 40}]  # entries live 40 s of event time
+    cfg = build_config(data)
+    setup_topics(cfg)
+    produce(kafka_bootstrap, cfg.kafka.input_topic, traffic())  # the scanner stops at T0+130, humans go on
+    migrate(pg_url)
+    store = Store(pg_url)
+    source = KafkaSource(cfg.kafka)
+    Service(cfg, Pipeline(cfg, UASignatures.load()), source, KafkaSink(cfg.kafka), store).run(
+        threading.Event(), until_caught_up=True
+    )
+    source.close()
+    msgs = [
+        m for m in read_all(kafka_bootstrap, cfg.kafka.ip_lists_topic) if m.key() == b"denylist:203.0.113.66"
+    ]
+    ops = [json.loads(m.value())["op"] if m.value() else None for m in msgs]
+    # listed, extended while it kept probing, removed once 40 s passed after it stopped; a tombstone last
+    assert ops[0] == "add" and "extend" in ops and ops[-2:] == ["remove", None], ops
+    assert "203.0.113.66" not in {e["value"] for e in store.active_entries()}
+    store.close()
