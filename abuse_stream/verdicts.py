@@ -19,6 +19,7 @@ the same id, so the store and downstream consumers deduplicate on it.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -245,4 +246,4 @@ def _num(v: Any) -> float | None:
     if v is None:
         return None
     f = float(v)
-    return None if f != f else round(f, 4)  # NaN -> null
+    return round(f, 4) if math.isfinite(f) else None  # NaN / infinity (overflowing hostile input) -> null

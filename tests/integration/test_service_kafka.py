@@ -284,3 +284,28 @@ def test_ip_list_lifecycle_add_extend_expire_on_the_topic_and_in_the_database(
     assert ops[0] == "add" and "extend" in ops and ops[-2:] == ["remove", None], ops
     assert "203.0.113.66" not in {e["value"] for e in store.active_entries()}
     store.close()
+
+
+def test_ten_thousand_hostile_records_through_the_service(kafka_bootstrap, unique_topic, pg_url):
+    from tests.hostile import hostile_lines
+
+    cfg = make_config(kafka_bootstrap, unique_topic("hostile"), pg_url)
+    setup_topics(cfg)
+    lines = hostile_lines(10_000)
+    produce(kafka_bootstrap, cfg.kafka.input_topic, [(f"k{i % 7}", x) for i, x in enumerate(lines)])
+    migrate(pg_url)
+    store = Store(pg_url)
+    source = KafkaSource(cfg.kafka)
+    pipeline = Pipeline(cfg, UASignatures.load())
+    stats = Service(cfg, pipeline, source, KafkaSink(cfg.kafka), store).run(
+        threading.Event(), until_caught_up=True
+    )
+    source.close()
+    assert stats.messages == 10_000  # nothing stopped the service
+    rejected = sum(pipeline.stats.rejected_by_reason.values())
+    assert pipeline.stats.accepted + rejected == 10_000 and rejected > 6000
+    dlq = read_all(kafka_bootstrap, cfg.kafka.dlq_topic, expect_at_least=rejected, timeout=60)
+    assert len(dlq) == rejected  # every bad record dead-lettered, with its reason
+    reasons = {json.loads(m.value())["reason"] for m in dlq}
+    assert {"invalid_json", "too_long", "invalid_utf8", "bad_ip", "bad_timestamp"} <= reasons
+    store.close()
