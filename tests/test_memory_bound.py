@@ -17,15 +17,37 @@ def test_a_spoofed_flood_of_distinct_ips_stays_under_the_cap_and_the_bot_inside_
     rng = np.random.default_rng(3)
     ips = [f"10.{a}.{b}.{c}" for a, b, c in rng.integers(0, 256, size=(n, 3))]
     flood = pl.DataFrame(
-        {"ts": T0 + np.sort(rng.uniform(0, 120, n)), "ip": ips, "method": "GET", "path": "/", "status": 200,
-         "host": "app", "bytes": 10, "ua": "Mozilla/5.0", "referer": None, "latency_ms": 1.0, "session": None,
-         "xff": None},
+        {
+            "ts": T0 + np.sort(rng.uniform(0, 120, n)),
+            "ip": ips,
+            "method": "GET",
+            "path": "/",
+            "status": 200,
+            "host": "app",
+            "bytes": 10,
+            "ua": "Mozilla/5.0",
+            "referer": None,
+            "latency_ms": 1.0,
+            "session": None,
+            "xff": None,
+        },
         schema=CANONICAL_SCHEMA,
     )
     bot = pl.DataFrame(
-        {"ts": [T0 + 30 + i for i in range(60)], "ip": ["203.0.113.66"] * 60, "method": "GET",
-         "path": [f"/.env?{i}" for i in range(60)], "status": 404, "host": "app", "bytes": 10,
-         "ua": "scanner/1.0", "referer": None, "latency_ms": 1.0, "session": None, "xff": None},
+        {
+            "ts": [T0 + 30 + i for i in range(60)],
+            "ip": ["203.0.113.66"] * 60,
+            "method": "GET",
+            "path": [f"/.env?{i}" for i in range(60)],
+            "status": 404,
+            "host": "app",
+            "bytes": 10,
+            "ua": "scanner/1.0",
+            "referer": None,
+            "latency_ms": 1.0,
+            "session": None,
+            "xff": None,
+        },
         schema=CANONICAL_SCHEMA,
     )
     traffic = pl.concat([flood, bot]).sort("ts")
