@@ -563,6 +563,48 @@ def exceptions_list(config_path: str | None) -> None:
         click.echo(f"{r[0]:<8} {r[1]:<40} {r[2]:<9} {r[3]:<25} {r[4]}")
 
 
+@cli.command()
+@config_option
+@click.option("--timeout", type=float, default=5.0, show_default=True)
+def health(config_path: str | None, timeout: float) -> None:
+    """Readiness: can the service reach its broker and its database? Exit 0 when both answer."""
+    from confluent_kafka.admin import AdminClient
+    from sqlalchemy import text
+
+    from abuse_stream.store.db import make_engine
+
+    cfg = _load(config_path)
+    ok = True
+    try:
+        md = AdminClient(
+            {"bootstrap.servers": cfg.kafka.bootstrap_servers, "socket.timeout.ms": int(timeout * 1000)}
+        ).list_topics(timeout=timeout)
+        missing = [
+            t
+            for t in (cfg.kafka.input_topic, cfg.kafka.verdicts_topic, cfg.kafka.ip_lists_topic)
+            if t not in md.topics
+        ]
+        click.echo(
+            f"kafka     ok ({len(md.brokers)} broker(s) at {cfg.kafka.bootstrap_servers})"
+            + (f"; topics not created yet: {', '.join(missing)}" if missing else "")
+        )
+    except Exception as e:
+        ok = False
+        click.echo(f"kafka     DOWN ({cfg.kafka.bootstrap_servers}): {e}")
+    if cfg.database.url:
+        try:
+            engine = make_engine(cfg.database.url)
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+                version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            engine.dispose()
+            click.echo(f"database  ok ({_redact(cfg.database.url)}, schema revision {version})")
+        except Exception as e:
+            ok = False
+            click.echo(f"database  DOWN ({_redact(cfg.database.url)}): {str(e).splitlines()[0]}")
+    sys.exit(0 if ok else 1)
+
+
 @cli.group("lists")
 def lists_group() -> None:
     """Manual deny/graylist operations (stored, and published to the IP-list topic)."""

@@ -209,3 +209,22 @@ def test_manual_list_operations(db_url):
     store = Store(db_url)
     assert store.count("ip_list_changes") == 5  # add, add, extend, and a remove on each list
     store.close()
+
+
+def test_health_reports_each_dependency(db_url, kafka_bootstrap):
+    from click.testing import CliRunner
+
+    from abuse_stream.cli import cli
+
+    migrate(db_url)
+    res = CliRunner().invoke(
+        cli, ["health"], env={"DATABASE_URL": db_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    )
+    assert res.exit_code == 0, res.output
+    assert "kafka     ok" in res.output and "database  ok" in res.output and "schema revision" in res.output
+    res = CliRunner().invoke(
+        cli,
+        ["health", "--timeout", "1"],
+        env={"DATABASE_URL": db_url, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"},
+    )
+    assert res.exit_code == 1 and "kafka     DOWN" in res.output
