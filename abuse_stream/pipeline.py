@@ -91,11 +91,19 @@ class Pipeline:
         self.set_exceptions([])
         self.stats = PipelineStats()
         self.keep_findings = False  # replay --findings-out: keep every finding for calibration
+        # learning waits until an epoch is complete, so what a step sees never depends on batching
+        self._pending: list[tuple[pl.DataFrame, pl.Series]] = []
+        self.pending_epoch: int | None = None
         self._findings: list[pl.DataFrame] = []
 
     # -- entry points ------------------------------------------------------------------------------
 
-    def process_lines(self, lines: Sequence[bytes], sources: Sequence[int] | None = None) -> BatchOutput:
+    def process_lines(
+        self,
+        lines: Sequence[bytes],
+        sources: Sequence[int] | None = None,
+        offsets: Sequence[int] | None = None,
+    ) -> BatchOutput:
         """Parse raw lines and run them through the pipeline.
 
         ``sources`` optionally names each line's source (its Kafka partition) for per-source watermarks.
@@ -107,6 +115,8 @@ class Pipeline:
         records = result.records.with_columns(_line=pl.Series(good_idx, dtype=pl.Int64))
         if sources is not None:
             records = records.with_columns(_src=pl.Series([sources[i] for i in good_idx], dtype=pl.Int64))
+        if offsets is not None:
+            records = records.with_columns(_off=pl.Series([offsets[i] for i in good_idx], dtype=pl.Int64))
         out = self.process_records(records, lines)
         out.rejected = list(result.rejected) + out.rejected
         self._count_rejects(result.rejected)
@@ -182,8 +192,25 @@ class Pipeline:
         return out
 
     def finish(self) -> BatchOutput:
-        """End of input (replay): close and judge every open step."""
-        return self._evaluate(self.window.flush())
+        """End of input (replay): close and judge every open step, learn from the last epoch."""
+        out = self._evaluate(self.window.flush())
+        self._learn_pending()
+        return out
+
+    @property
+    def epoch_steps(self) -> int:
+        return max(1, round(self.cfg.detection.baseline.epoch_s / self.cfg.window.step_s))
+
+    def judged_until(self) -> int | None:
+        """Window steps below this bucket are judged *and* learnt from: a restart re-judges from here."""
+        if self.pending_epoch is not None:
+            return self.pending_epoch * self.epoch_steps
+        return self.window.closed_until
+
+    def replay_from(self) -> dict[int, int]:
+        """Per input partition, the lowest offset a restart must re-read (see ``judged_until``)."""
+        until = self.judged_until()
+        return self.window.replay_from(None if until is None else until - self.window.buckets_per_window + 1)
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -192,9 +219,10 @@ class Pipeline:
         out = BatchOutput()
         if closed.height == 0:
             return out
-        epoch_steps = max(1, round(self.cfg.detection.baseline.epoch_s / self.cfg.window.step_s))
-        closed = closed.with_columns(_epoch=pl.col("bucket") // epoch_steps)
+        closed = closed.with_columns(_epoch=pl.col("bucket") // self.epoch_steps)
         for (epoch,), rows in sorted(closed.partition_by("_epoch", as_dict=True).items()):
+            if self.pending_epoch is not None and int(epoch) > self.pending_epoch:  # type: ignore[arg-type]
+                self._learn_pending()
             v, c = self._judge(rows.drop("_epoch"), int(epoch))  # type: ignore[arg-type]
             out.verdicts += v
             out.ip_changes += c
@@ -220,7 +248,8 @@ class Pipeline:
         verdicts, changes = self.book.decide(scored, hits, self._evidence)
         for v in verdicts:
             self.stats.verdicts_by_type[v["bot_type"]] = self.stats.verdicts_by_type.get(v["bot_type"], 0) + 1
-        self._learn(scored, hits, epoch)
+        self._pending.append((scored, self._flagged(scored, hits)))
+        self.pending_epoch = epoch
         return verdicts, changes
 
     def _evidence(self, key: str, window_start: float, window_end: float) -> dict[str, Any]:
@@ -244,27 +273,36 @@ class Pipeline:
             return False
         return True
 
-    def _learn(self, scored: pl.DataFrame, hits: pl.DataFrame, bucket: int) -> None:
-        self.stats.epochs_learnt += 1
-        learners = [d for d in self.detectors if d.baseline_metric]
-        if not learners:
-            return
+    def _flagged(self, scored: pl.DataFrame, hits: pl.DataFrame) -> pl.Series:
+        """Rows where a detector fired or a verdict was reached."""
         any_fired = pl.any_horizontal([pl.col(f"{d.name}__fired") for d in self.detectors])
-        flagged = scored.with_row_index("row").select("row", any_fired.alias("f"))
-        hit_rows = hits["row"].unique()
-        eligible = (~flagged["f"]) & (~flagged["row"].is_in(hit_rows.implode()))
-        listed = {k for (k, _bt) in self.book.active}
-        if listed:
-            eligible = eligible & ~scored["key"].is_in(pl.Series(list(listed)).implode())
-        self.stats.learnt += self.baselines.learn(
-            scored["host"],
-            {d.baseline_metric: scored[f"{d.name}__value"] for d in learners if d.baseline_metric},
-            eligible,
-            bucket,
-        )
+        fired = scored.select(any_fired.alias("f"))["f"]
+        return fired | pl.Series(range(scored.height)).is_in(hits["row"].unique().implode())
+
+    def _learn_pending(self) -> None:
+        """Learn from the finished epoch (a seeded sample of its eligible clients)."""
+        if self.pending_epoch is None:
+            return
+        epoch, pending = self.pending_epoch, self._pending
+        self._pending, self.pending_epoch = [], None
+        self.stats.epochs_learnt += 1
+        scored = pl.concat([p for p, _ in pending], how="vertical_relaxed")
+        # client level, decided once the epoch is complete (never on batch boundaries): a client that
+        # was flagged at any step of the epoch, or is listed, teaches the baseline nothing
+        flagged = scored.filter(pl.concat([f for _, f in pending]))["key"].unique()
+        listed = pl.Series([k for (k, _bt) in self.book.active], dtype=pl.String)
+        eligible = ~scored["key"].is_in(pl.concat([flagged, listed]).implode())
+        learners = [d for d in self.detectors if d.baseline_metric]
+        if learners:
+            self.stats.learnt += self.baselines.learn(
+                scored["host"],
+                {d.baseline_metric: scored[f"{d.name}__value"] for d in learners if d.baseline_metric},
+                eligible,
+                epoch,
+            )
         behavior = next((d for d in self.detectors if d.name == "suspicious_behavior"), None)
         if behavior is not None:
-            self.baselines.learn_behavior(scored, eligible, bucket, behavior.params.min_requests)  # type: ignore[attr-defined]
+            self.baselines.learn_behavior(scored, eligible, epoch, behavior.params.min_requests)  # type: ignore[attr-defined]
 
     def _late_rejects(self, late: pl.DataFrame, lines: Sequence[bytes] | None) -> list[Rejected]:
         limit = (self.window.closed_until or 0) * self.cfg.window.step_s

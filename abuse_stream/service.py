@@ -29,7 +29,7 @@ from abuse_stream.ingest.kafka import KafkaSource
 from abuse_stream.metrics import Metrics
 from abuse_stream.pipeline import BatchOutput, Pipeline
 from abuse_stream.sinks.kafka import KafkaSink
-from abuse_stream.store.db import Store
+from abuse_stream.store.db import PositionUpdate, Store
 from abuse_stream.verdicts import rfc3339
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,32 @@ class Service:
         self._saved_epochs = -1
         self._exceptions_at = -math.inf
         self._pending_config: Config | None = None
-        if store is not None and pipeline.restore(store.load_snapshot(Pipeline.SNAPSHOT)):
-            log.info("restored the baseline snapshot")
-            self._saved_epochs = pipeline.stats.epochs_learnt
+        self._next_offset: dict[int, int] = {}
+        if store is not None:
+            if pipeline.restore(store.load_snapshot(Pipeline.SNAPSHOT)):
+                log.info("restored the baseline snapshot")
+                self._saved_epochs = pipeline.stats.epochs_learnt
+            pipeline.book.restore(store.active_entries(), store.live_verdicts())
+            source.set_assign_hook(self._on_assign)
+
+    def _on_assign(self, parts: list[Any]) -> None:
+        """Start each partition one window back (where the open windows' records begin), and rebuild
+        the steps judged before the restart without judging them again."""
+        assert self.store is not None
+        saved = self.store.load_positions(self.cfg.kafka.group_id, self.cfg.kafka.input_topic)
+        judged = []
+        for p in parts:
+            if p.partition in saved:
+                p.offset, until = saved[p.partition]
+                if until is not None:
+                    judged.append(int(until))
+        if judged:
+            self.pipeline.window.judged_until = min(judged)
+            log.info(
+                "rebuilding windows from offsets %s; steps before bucket %d were judged before",
+                {p.partition: p.offset for p in parts},
+                min(judged),
+            )
 
     def request_reconfigure(self, cfg: Config) -> None:
         """Ask for a new config to be applied between batches (SIGHUP; signal-handler safe)."""
@@ -107,16 +130,6 @@ class Service:
         except Exception as e:  # a database hiccup keeps the previous state
             log.warning("could not reload the exception list / IP lists: %s", e)
 
-    def save_baselines(self) -> None:
-        """Snapshot the learned baselines when they changed (after each epoch), so a restart is warm."""
-        if self.store is None or self.pipeline.stats.epochs_learnt == self._saved_epochs:
-            return
-        ts = self.pipeline.window.max_ts
-        self.store.save_snapshot(
-            Pipeline.SNAPSHOT, self.pipeline.baselines.snapshot(), ts if math.isfinite(ts) else None
-        )
-        self._saved_epochs = self.pipeline.stats.epochs_learnt
-
     def run(
         self, stop: threading.Event, until_caught_up: bool = False, max_idle_polls: int = 6
     ) -> ServiceStats:
@@ -133,7 +146,9 @@ class Service:
                 lags = self.source.partition_lags()
                 self.pipeline.set_live_sources({p for p, n in lags.items() if n > 0})
                 out = self.pipeline.process_lines(
-                    [m.value() or b"" for m in msgs], [m.partition() for m in msgs]
+                    [m.value() or b"" for m in msgs],
+                    [m.partition() for m in msgs],
+                    [m.offset() for m in msgs],
                 )
                 self._deliver(out, msgs)
                 continue
@@ -176,8 +191,29 @@ class Service:
             self.metrics.ready.set(0)
             raise
         if self.store is not None:
+            for m in msgs:
+                self._next_offset[m.partition()] = max(
+                    self._next_offset.get(m.partition(), 0), m.offset() + 1
+                )
+            needed = self.pipeline.replay_from()
+            positions = PositionUpdate(
+                self.cfg.kafka.group_id,
+                self.cfg.kafka.input_topic,
+                {p: needed.get(p, nxt) for p, nxt in self._next_offset.items()},
+                self.pipeline.judged_until(),
+            )
+            snapshot = None
+            if self.pipeline.stats.epochs_learnt != self._saved_epochs:
+                ts = self.pipeline.window.max_ts
+                snapshot = (
+                    Pipeline.SNAPSHOT,
+                    self.pipeline.baselines.snapshot(),
+                    ts if math.isfinite(ts) else None,
+                )
             try:
-                self.store.write_batch(out.verdicts, out.ip_changes)
+                self.store.write_batch(out.verdicts, out.ip_changes, positions, snapshot)
+                if snapshot is not None:
+                    self._saved_epochs = self.pipeline.stats.epochs_learnt
             except Exception:
                 self.metrics.db_errors.inc()
                 self.metrics.ready.set(0)
@@ -188,7 +224,6 @@ class Service:
         for v in out.verdicts:
             self.metrics.verdicts.labels(v["bot_type"], v["action"]).inc()
         self.source.commit(msgs)
-        self.save_baselines()
         self.stats.batches += 1
         self.stats.messages += len(msgs)
         self.stats.verdicts += len(out.verdicts)

@@ -161,6 +161,24 @@ class VerdictBook:
 
     # -- internals -------------------------------------------------------------------------------
 
+    def restore(self, entries: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> None:
+        """After a restart: the list entries and live verdicts from the store, so nothing is repeated."""
+        for e in entries:
+            exp = e["expires_at"].timestamp() if e.get("expires_at") else None
+            self.entries[(e["list"], e["value"])] = ListEntry(
+                e["list"],
+                e["value"],
+                e.get("bot_type") or "",
+                e.get("verdict_id") or "",
+                exp,
+                e.get("reason") or "",
+            )
+        for v in verdicts:
+            key = v.get("session") or v["ip"]
+            until = v["expires_at"].timestamp() if v.get("expires_at") else None
+            if until is not None:
+                self.active[(key, v["bot_type"])] = max(self.active.get((key, v["bot_type"]), until), until)
+
     def _extend_if_due(self, ip: str, bt: str, now: float, duration: float) -> list[dict[str, Any]]:
         """Still at it while listed: extend the entry (no new verdict) once half its lifetime has passed."""
         out = []

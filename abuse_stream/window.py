@@ -216,6 +216,10 @@ class WindowState:
     stats: WindowStats = field(default_factory=WindowStats)
     source_max: dict[int, float] = field(default_factory=dict)  # newest event time per source
     live_sources: set[int] | None = None  # sources that may still deliver older data (None: all seen)
+    #: (source, bucket) -> lowest input offset of a record in that bucket: where to re-read from
+    bucket_offsets: dict[tuple[int, int], int] = field(default_factory=dict)
+    #: after a restart: buckets below this were judged before; they are rebuilt, not judged again
+    judged_until: int | None = None
 
     @property
     def buckets_per_window(self) -> int:
@@ -262,6 +266,13 @@ class WindowState:
                 else merge_buckets([self.open, agg], self.cfg.max_paths_per_bucket)
             )
             self.max_ts = max(self.max_ts, float(records["ts"].max()))  # type: ignore[arg-type]
+            if "_off" in records.columns:
+                offs = records.group_by(
+                    "_src", (pl.col("ts") / self.cfg.step_s).floor().cast(pl.Int64).alias("b")
+                ).agg(pl.col("_off").min())
+                for src, b, off in offs.iter_rows():
+                    k = (int(src), int(b))
+                    self.bucket_offsets[k] = min(self.bucket_offsets.get(k, off), int(off))
             if "_src" in records.columns:
                 per = records.group_by("_src").agg(pl.col("ts").max())
                 for src, ts in per.iter_rows():
@@ -314,7 +325,20 @@ class WindowState:
         )
         self.stats.closed_steps += len(parts)
         self._enforce_cap()
+        if self.judged_until is not None:  # rebuilt after a restart: judged before, not again
+            clients = clients.filter(pl.col("bucket") >= self.judged_until)
         return clients.sort("bucket", "key")
+
+    def replay_from(self, first: int | None = None) -> dict[int, int]:
+        """Per source, the lowest offset a restart must re-read to rebuild buckets from ``first`` on
+        (default: the windows still to judge)."""
+        if first is None:
+            first = (self.closed_until or 0) - self.buckets_per_window + 1
+        self.bucket_offsets = {k: o for k, o in self.bucket_offsets.items() if k[1] >= first}
+        out: dict[int, int] = {}
+        for (src, _b), off in self.bucket_offsets.items():
+            out[src] = min(out.get(src, off), off)
+        return out
 
     def evidence(self, key: str, first_bucket: int, last_bucket: int) -> dict[str, object]:
         """The requests behind a judgement: time range, counts, top endpoints, statuses, worst UA."""

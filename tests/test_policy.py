@@ -114,3 +114,20 @@ def test_reconfigure_keeps_window_state_and_baselines_and_applies_new_policy():
     with pytest.raises(ValueError):
         p.reconfigure(bad)
     assert p.cfg.profiles[0].name == "strict"  # a refused reload changes nothing
+
+
+@pytest.mark.parametrize("batch", [997, 5000])
+def test_verdicts_do_not_depend_on_batching_baselines_included(batch):
+    traffic = generate(SCENARIOS["tiny"])
+    cfg = build_config({"detection": {"baseline": {"warmup_samples": 50, "epoch_s": 60}}})
+
+    def ids(size):
+        p = Pipeline(cfg, TinyClassifier())
+        out = []
+        for chunk in traffic.records.iter_slices(size):
+            out += p.process_records(chunk).verdicts
+        out += p.finish().verdicts
+        assert p.stats.epochs_learnt > 1
+        return sorted(v["verdict_id"] for v in out)
+
+    assert ids(batch) == ids(traffic.records.height)

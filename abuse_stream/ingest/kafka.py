@@ -27,7 +27,9 @@ def consumer_config(cfg: KafkaConfig) -> dict[str, Any]:
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "session.timeout.ms": cfg.session_timeout_ms,
-        "partition.assignment.strategy": "cooperative-sticky",
+        # eager assignment: on (re)assignment the service sets each partition's start offset itself
+        # (one window back, see service.Service._on_assign)
+        "partition.assignment.strategy": "range",
         "fetch.max.bytes": 64 * 1024 * 1024,
         "max.partition.fetch.bytes": 16 * 1024 * 1024,
     }
@@ -52,14 +54,20 @@ class KafkaSource:
             [cfg.input_topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
         )
 
+    def set_assign_hook(self, hook: Callable[[list[TopicPartition]], None]) -> None:
+        """``hook(parts)`` may set ``part.offset`` (where to start reading) before the assignment."""
+        self._on_assign = hook
+
     def _assigned(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
-        self.assignment |= {(p.topic, p.partition) for p in parts}
-        log.info("assigned partitions %s", sorted(p.partition for p in parts))
         if self._on_assign:
             self._on_assign(parts)
+        consumer.assign(parts)  # with the offsets the hook chose (eager protocol)
+        self.assignment = {(p.topic, p.partition) for p in parts}
+        log.info("assigned partitions %s", sorted(p.partition for p in parts))
 
     def _revoked(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         self.assignment -= {(p.topic, p.partition) for p in parts}
+        consumer.unassign()
         log.info("revoked partitions %s", sorted(p.partition for p in parts))
         if self._on_revoke:
             self._on_revoke(parts)

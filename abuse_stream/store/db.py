@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from abuse_stream.policy import ExceptionEntry
 from abuse_stream.store.models import (
+    consumer_state,
     exceptions,
     ip_list_changes,
     ip_list_entries,
@@ -88,6 +90,14 @@ def migrate(url: str, revision: str = "head") -> None:
     command.upgrade(cfg, revision)
 
 
+@dataclass(frozen=True)
+class PositionUpdate:
+    group_id: str
+    topic: str
+    replay_from: dict[int, int]  # partition -> lowest offset the windows still need
+    judged_until: int | None  # window steps below this bucket index were judged
+
+
 class Store:
     def __init__(self, url: str, retries: int = 8, sleep: Callable[[float], None] = time.sleep) -> None:
         self.url = url
@@ -99,15 +109,29 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def write_batch(self, verdict_rows: Sequence[dict[str, Any]], changes: Sequence[dict[str, Any]]) -> None:
-        """Store verdicts and list changes in one transaction; idempotent; retries transient errors."""
-        if not verdict_rows and not changes:
+    def write_batch(
+        self,
+        verdict_rows: Sequence[dict[str, Any]],
+        changes: Sequence[dict[str, Any]],
+        positions: PositionUpdate | None = None,
+        snapshot: tuple[str, bytes, float | None] | None = None,
+    ) -> None:
+        """Store verdicts and list changes in one transaction; idempotent; retries transient errors.
+
+        ``positions`` (consumer state) and ``snapshot`` (baselines) go into the same transaction, so
+        after a crash the store never holds verdicts of a state it cannot restore, or the reverse.
+        """
+        if not verdict_rows and not changes and positions is None and snapshot is None:
             return
         delay = 0.2
         for attempt in range(self.retries + 1):
             try:
                 with self.engine.begin() as conn:
                     self._write(conn, verdict_rows, changes)
+                    if positions is not None:
+                        self._save_positions(conn, positions)
+                    if snapshot is not None:
+                        self._save_snapshot(conn, *snapshot)
                 return
             except (OperationalError, InterfaceError) as e:
                 if attempt == self.retries:
@@ -261,6 +285,10 @@ class Store:
     # -- model snapshots (baselines survive restarts) ------------------------------------------------
 
     def save_snapshot(self, name: str, blob: bytes, event_time: float | None) -> None:
+        with self.engine.begin() as conn:
+            self._save_snapshot(conn, name, blob, event_time)
+
+    def _save_snapshot(self, conn: Any, name: str, blob: bytes, event_time: float | None) -> None:
         row = {
             "name": name,
             "blob": blob,
@@ -271,8 +299,52 @@ class Store:
         stmt = stmt.on_conflict_do_update(
             index_elements=["name"], set_={k: stmt.excluded[k] for k in ("blob", "event_time", "saved_at")}
         )
-        with self.engine.begin() as conn:
-            conn.execute(stmt)
+        conn.execute(stmt)
+
+    # -- consumer state (restart where the windows need it) -------------------------------------------
+
+    def _save_positions(self, conn: Any, pos: PositionUpdate) -> None:
+        now = datetime.now(UTC)
+        for partition, replay_from in pos.replay_from.items():
+            row = {
+                "group_id": pos.group_id,
+                "topic": pos.topic,
+                "partition": partition,
+                "replay_from": replay_from,
+                "judged_until": pos.judged_until,
+                "updated_at": now,
+            }
+            stmt = self._insert(consumer_state).values(row)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["group_id", "topic", "partition"],
+                    set_={k: stmt.excluded[k] for k in ("replay_from", "judged_until", "updated_at")},
+                )
+            )
+
+    def load_positions(self, group_id: str, topic: str) -> dict[int, tuple[int, int | None]]:
+        """partition -> (replay_from, judged_until) saved by the last delivered batch."""
+        q = select(consumer_state).where(
+            (consumer_state.c.group_id == group_id) & (consumer_state.c.topic == topic)
+        )
+        with self.engine.connect() as conn:
+            return {
+                int(r["partition"]): (int(r["replay_from"]), r["judged_until"])
+                for r in conn.execute(q).mappings()
+            }
+
+    def live_verdicts(self) -> list[dict[str, Any]]:
+        """Verdicts still in force at the newest detection (restored into the verdict book at start)."""
+        from sqlalchemy import func
+
+        with self.engine.connect() as conn:
+            newest = conn.execute(select(func.max(verdicts.c.detected_at))).scalar()
+            if newest is None:
+                return []
+            q = select(verdicts.c.ip, verdicts.c.session, verdicts.c.bot_type, verdicts.c.expires_at).where(
+                verdicts.c.expires_at.is_not(None) & (verdicts.c.expires_at > newest)
+            )
+            return [{**r, "expires_at": _aware(r["expires_at"])} for r in conn.execute(q).mappings()]
 
     def load_snapshot(self, name: str) -> bytes | None:
         with self.engine.connect() as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Float,
@@ -101,4 +102,16 @@ verdict_endpoints = Table(
     Column("endpoint", String(512), nullable=False),
     Column("requests", Integer, nullable=False),
     PrimaryKeyConstraint("verdict_id", "endpoint", name="pk_verdict_endpoints"),
+)
+
+consumer_state = Table(
+    "consumer_state",
+    metadata,
+    Column("group_id", String(255), nullable=False),
+    Column("topic", String(255), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("replay_from", BigInteger, nullable=False),
+    Column("judged_until", BigInteger),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("group_id", "topic", "partition", name="pk_consumer_state"),
 )

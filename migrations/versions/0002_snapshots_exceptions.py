@@ -35,7 +35,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("kind", "value", name="uq_exceptions_kind_value"),
     )
 
-
     with op.batch_alter_table("verdicts") as batch:
         batch.add_column(sa.Column("evidence", sa.JSON))  # the requests behind the verdict
     op.create_table(
