@@ -96,7 +96,12 @@ def run(config_path: str | None) -> None:
     pipeline = _pipeline(cfg)
     k = cfg.kafka
     if k.create_topics:
-        ensure_topics(k.bootstrap_servers, _topic_specs(cfg, TopicSpec))
+        from abuse_stream.kafka_admin import TopicSpecMismatch
+
+        try:
+            ensure_topics(k.bootstrap_servers, _topic_specs(cfg, TopicSpec))
+        except TopicSpecMismatch as e:  # topics made by the operator: theirs to size
+            log.warning("existing topic kept as it is: %s", e)
     store = Store(cfg.database.url, retries=cfg.database.write_retries) if cfg.database.url else None
     stop = threading.Event()
 

@@ -48,6 +48,7 @@ class KafkaSource:
         self.cfg = cfg
         self.consumer = consumer or Consumer(consumer_config(cfg), logger=log)
         self.assignment: set[tuple[str, int]] = set()
+        self._seeked: set[int] = set()
         self.errors = 0
         self._on_assign, self._on_revoke = on_assign, on_revoke
         self.consumer.subscribe(
@@ -61,6 +62,7 @@ class KafkaSource:
     def _assigned(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         if self._on_assign:
             self._on_assign(parts)
+        self._seeked = {p.partition for p in parts if p.offset >= 0}  # explicit start offsets
         consumer.assign(parts)  # with the offsets the hook chose (eager protocol)
         self.assignment = {(p.topic, p.partition) for p in parts}
         log.info("assigned partitions %s", sorted(p.partition for p in parts))
@@ -107,22 +109,29 @@ class KafkaSource:
         return sum(self.partition_lags().values())
 
     def partition_lags(self) -> dict[int, int]:
-        """Unread messages per assigned partition (positions and watermarks are mostly local state)."""
+        """Unread messages per assigned partition (positions and watermarks are mostly local state).
+
+        A partition this member seeked back in (restart) and has not fetched yet counts as unread
+        (lag >= 1) unless empty: its committed offset says nothing about where the member reads from,
+        and some Kafka-compatible brokers (Tansu 0.6) under-report the high watermark until fetched.
+        """
         parts = [TopicPartition(t, p) for t, p in sorted(self.assignment)]
         lags: dict[int, int] = {}
         for tp in self.consumer.position(parts) if parts else []:
             # the watermark cached from fetches is exact; ask the broker only before the first fetch
-            # (some Kafka-compatible brokers, e.g. Tansu 0.6, under-report the live high watermark)
             low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            if high < 0:
+            fetched = high >= 0
+            if not fetched:
                 low, high = self.consumer.get_watermark_offsets(tp, timeout=5.0, cached=False)
-            pos = tp.offset if tp.offset != OFFSET_INVALID else None
-            if pos is None:
+            if fetched and tp.offset != OFFSET_INVALID:
+                lags[tp.partition] = max(0, high - tp.offset)
+            elif tp.partition in self._seeked:  # seeked back, nothing fetched yet: unread unless empty
+                lags[tp.partition] = 0 if high <= low else max(1, high - max(tp.offset, low))
+            else:  # starts at the group's committed offset
                 committed = self.consumer.committed([TopicPartition(tp.topic, tp.partition)], timeout=5.0)[
                     0
                 ].offset
-                pos = committed if committed >= 0 else low
-            lags[tp.partition] = max(0, high - pos)
+                lags[tp.partition] = max(0, high - (committed if committed >= 0 else low))
         return lags
 
     def caught_up(self) -> bool:
