@@ -68,6 +68,7 @@ class Service:
         self._exceptions_at = -math.inf
         self._pending_config: Config | None = None
         self._next_offset: dict[int, int] = {}
+        self._stop: threading.Event | None = None
         if store is not None:
             if pipeline.restore(store.load_snapshot(Pipeline.SNAPSHOT)):
                 log.info("restored the baseline snapshot")
@@ -134,6 +135,7 @@ class Service:
         self, stop: threading.Event, until_caught_up: bool = False, max_idle_polls: int = 6
     ) -> ServiceStats:
         """Loop until ``stop`` is set (or, with ``until_caught_up``, until the input is exhausted)."""
+        self._stop = stop
         last_input = self.clock()
         idle_polls = 0
         while not stop.is_set():
@@ -169,6 +171,39 @@ class Service:
         log.info("stopping: %s", self.stats)
         return self.stats
 
+    def _until_done(self, action: Callable[[], None], what: str, errors: Any) -> bool:
+        """Run ``action`` until it succeeds, backing off (0.5 s .. 15 s); False if asked to stop first.
+
+        While it fails, the service is not ready (metric ``abuse_stream_ready`` 0, ``health``) and no
+        offset is committed, so nothing is lost: the batch lands once the dependency is back.
+        """
+        delay, failures = 0.5, 0
+        while True:
+            try:
+                action()
+                if failures:
+                    log.warning("%s works again after %d failed attempts", what, failures)
+                return True
+            except Exception as e:  # outage of a dependency: wait and retry the same batch
+                failures += 1
+                errors.inc()
+                self.metrics.ready.set(0)
+                log.warning(
+                    "cannot %s (attempt %d), retrying in %.1fs: %s",
+                    what,
+                    failures,
+                    delay,
+                    str(e).splitlines()[0],
+                )
+                if self._stop is not None and self._stop.wait(delay):
+                    log.warning(
+                        "stopping during an outage: the batch was not committed and will be read again"
+                    )
+                    return False
+                if self._stop is None:
+                    time.sleep(delay)
+                delay = min(delay * 2, 15.0)
+
     def _deliver(self, out: BatchOutput, msgs: Sequence[Message]) -> None:
         """Publish, store, then commit. Raises (without committing) if any step failed."""
         now = rfc3339(self.clock())
@@ -181,15 +216,19 @@ class Service:
                     if m is not None
                     else {}
                 )
-            self.sink.add_dead_letters(out.rejected, sources, now)
-        self.sink.add_verdicts(out.verdicts)
-        self.sink.add_ip_changes(out.ip_changes)
-        try:
+        else:
+            sources = []
+
+        def publish() -> None:
+            if out.rejected:
+                self.sink.add_dead_letters(out.rejected, sources, now)
+            self.sink.add_verdicts(out.verdicts)
+            self.sink.add_ip_changes(out.ip_changes)
             self.sink.flush()
-        except Exception:
-            self.metrics.producer_errors.inc()
-            self.metrics.ready.set(0)
-            raise
+
+        # outages: retry the same batch until it lands (or we are told to stop); offsets stay put meanwhile
+        if not self._until_done(publish, "publish to Kafka", self.metrics.producer_errors):
+            return
         if self.store is not None:
             for m in msgs:
                 self._next_offset[m.partition()] = max(
@@ -210,14 +249,14 @@ class Service:
                     self.pipeline.baselines.snapshot(),
                     ts if math.isfinite(ts) else None,
                 )
-            try:
-                self.store.write_batch(out.verdicts, out.ip_changes, positions, snapshot)
-                if snapshot is not None:
-                    self._saved_epochs = self.pipeline.stats.epochs_learnt
-            except Exception:
-                self.metrics.db_errors.inc()
-                self.metrics.ready.set(0)
-                raise
+            if not self._until_done(
+                lambda: self.store.write_batch(out.verdicts, out.ip_changes, positions, snapshot),  # type: ignore[union-attr]
+                "write to the database",
+                self.metrics.db_errors,
+            ):
+                return
+            if snapshot is not None:
+                self._saved_epochs = self.pipeline.stats.epochs_learnt
         self.metrics.ready.set(1)
         for r in out.rejected:
             self.metrics.rejected.labels(r.reason).inc()

@@ -25,10 +25,17 @@ pytestmark = pytest.mark.slow
 
 def _config(tmp: Path, name: str, bootstrap: str, prefix: str) -> Path:
     conf = {
-        "kafka": {"bootstrap_servers": bootstrap, "group_id": f"{prefix}-{name}", "input_topic": f"{prefix}-in",
-                  "dlq_topic": f"{prefix}-{name}-dlq", "verdicts_topic": f"{prefix}-{name}-verdicts",
-                  "ip_lists_topic": f"{prefix}-{name}-lists", "session_timeout_ms": 6000, "batch_size": 150,
-                  "batch_timeout_s": 0.2},
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "group_id": f"{prefix}-{name}",
+            "input_topic": f"{prefix}-in",
+            "dlq_topic": f"{prefix}-{name}-dlq",
+            "verdicts_topic": f"{prefix}-{name}-verdicts",
+            "ip_lists_topic": f"{prefix}-{name}-lists",
+            "session_timeout_ms": 6000,
+            "batch_size": 150,
+            "batch_timeout_s": 0.2,
+        },
         "window": {"length_s": 60, "step_s": 10, "lateness_s": 5, "idle_advance_s": 1.0},
         "detection": {"baseline": {"warmup_samples": 50, "epoch_s": 60}},
         "metrics": {"port": None},
@@ -42,12 +49,21 @@ def _config(tmp: Path, name: str, bootstrap: str, prefix: str) -> Path:
 def _start(conf: Path, db: str, log: Path) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": db}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    return subprocess.Popen([sys.executable, "-m", "abuse_stream", "run", "--config", str(conf)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(log, "ab"))  # noqa: SIM115
+    return subprocess.Popen(
+        [sys.executable, "-m", "abuse_stream", "run", "--config", str(conf)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "ab"),
+    )  # noqa: SIM115
 
 
 def _settled(
-    db: str, proc: subprocess.Popen, log: Path, assignments: int = 1, quiet_s: float = 8.0, limit_s: float = 120.0
+    db: str,
+    proc: subprocess.Popen,
+    log: Path,
+    assignments: int = 1,
+    quiet_s: float = 8.0,
+    limit_s: float = 120.0,
 ) -> None:
     """Wait until the run holds its partitions (the ``assignments``-th time in the log) and nothing new
     was stored for ``quiet_s`` after that."""
