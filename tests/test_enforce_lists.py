@@ -467,6 +467,11 @@ def test_enforcer_loop_catches_up_then_follows_and_expires(tmp_path: Path) -> No
             assert time.monotonic() < deadline
             time.sleep(0.01)
         assert time.time() >= expires - 0.002
+        # the reload runs right after the include is written: wait for it, then check none follow
+        while marker.read_text().count("x") < 3:
+            assert time.monotonic() < deadline + 2
+            time.sleep(0.01)
+        time.sleep(0.5)  # a few more interval ticks with nothing new
         assert marker.read_text() == "x\nx\nx\n"  # one reload per change, none for unchanged ticks
     finally:
         stop.set()
