@@ -102,7 +102,8 @@ def run(config_path: str | None) -> None:
             ensure_topics(k.bootstrap_servers, _topic_specs(cfg, TopicSpec))
         except TopicSpecMismatch as e:  # topics made by the operator: theirs to size
             log.warning("existing topic kept as it is: %s", e)
-    store = Store(cfg.database.url, retries=cfg.database.write_retries) if cfg.database.url else None
+    # the service retries each batch until it lands (service.Service._until_done): no inner retries
+    store = Store(cfg.database.url, retries=0) if cfg.database.url else None
     stop = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:

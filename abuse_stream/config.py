@@ -71,7 +71,11 @@ class KafkaConfig(_Frozen):
 
 class DatabaseConfig(_Frozen):
     url: str | None = "sqlite:///abuse-stream.db"
-    write_retries: int = Field(8, ge=0)
+    write_retries: int = Field(
+        8,
+        ge=0,
+        description="replay and CLI writes: retries with backoff (run retries each batch until it lands)",
+    )
 
 
 class WindowConfig(_Frozen):

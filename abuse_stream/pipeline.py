@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from abuse_stream import endpoints
@@ -111,12 +112,12 @@ class Pipeline:
         result = self.parser.parse(lines)
         self.stats.lines += len(lines)
         bad = {r.index for r in result.rejected}
-        good_idx = [i for i in range(len(lines)) if i not in bad]
+        good_idx = np.delete(np.arange(len(lines), dtype=np.int64), sorted(bad))  # no per-line Python
         records = result.records.with_columns(_line=pl.Series(good_idx, dtype=pl.Int64))
         if sources is not None:
-            records = records.with_columns(_src=pl.Series([sources[i] for i in good_idx], dtype=pl.Int64))
+            records = records.with_columns(_src=pl.Series(np.asarray(sources, dtype=np.int64)[good_idx]))
         if offsets is not None:
-            records = records.with_columns(_off=pl.Series([offsets[i] for i in good_idx], dtype=pl.Int64))
+            records = records.with_columns(_off=pl.Series(np.asarray(offsets, dtype=np.int64)[good_idx]))
         out = self.process_records(records, lines)
         out.rejected = list(result.rejected) + out.rejected
         self._count_rejects(result.rejected)

@@ -30,6 +30,8 @@ import polars as pl
 from abuse_stream.config import BotTypeConfig
 from abuse_stream.policy import ExceptionList
 
+LISTS = ("denylist", "graylist")
+
 
 def rfc3339(ts: float | None) -> str | None:
     if ts is None:
@@ -182,23 +184,25 @@ class VerdictBook:
     def _extend_if_due(self, ip: str, bt: str, now: float, duration: float) -> list[dict[str, Any]]:
         """Still at it while listed: extend the entry (no new verdict) once half its lifetime has passed."""
         out = []
-        for (_lst, value), e in self.entries.items():
-            if value != ip or e.expires_at is None or e.expires_at - now > duration / 2:
+        for lst in LISTS:
+            e = self.entries.get((lst, ip))
+            if e is None or e.expires_at is None or e.expires_at - now > duration / 2:
                 continue
             e.expires_at = now + duration
-            self.active = {
-                k: (max(t, e.expires_at) if k[0] == ip or k[0] == value else t)
-                for k, t in self.active.items()
-            }
+            for b in self.bot_types:
+                if (ip, b) in self.active:
+                    self.active[(ip, b)] = max(self.active[(ip, b)], e.expires_at)
             out.append(self._change(e, "extend", now))
         return out
 
     def forget_removed(self, listed: set[tuple[str, str]]) -> int:
         """Drop entries no longer listed in the store (removed by hand): renewed activity re-adds them."""
         gone = [k for k in self.entries if k not in listed]
-        for lst, value in gone:
-            del self.entries[(lst, value)]
-            self.active = {k: t for k, t in self.active.items() if k[0] != value}
+        for k in gone:
+            del self.entries[k]
+        if gone:
+            values = {value for _lst, value in gone}
+            self.active = {k: t for k, t in self.active.items() if k[0] not in values}
         return len(gone)
 
     def _detector_entries(self, r: Mapping[str, Any], bt: str) -> list[dict[str, Any]]:
