@@ -479,7 +479,6 @@ def exceptions_add(
 
     from abuse_stream.policy import ExceptionEntry, ExceptionList, guess_kind, normalise
     from abuse_stream.store.db import Store, migrate
-    from abuse_stream.verdicts import rfc3339
 
     cfg = _load(config_path)
     if not cfg.database.url:
@@ -495,32 +494,18 @@ def exceptions_add(
     migrate(cfg.database.url)
     store = Store(cfg.database.url)
     store.add_exception(entry)
-    removes = [
-        {
-            "list": e["list"],
-            "value": e["value"],
-            "op": "remove",
-            "expires_at": rfc3339(now),
-            "source": "manual",
-            "reason": f"exception added: {entry.describe()}",
-            "bot_type": e["bot_type"],
-            "verdict_id": e["verdict_id"],
-            "changed_at": rfc3339(now),
-        }
+    covered = [
+        e
         for e in store.active_entries()
         if e["source"] == "detector" and matcher.match(str(e["value"]).split("/")[0], now) is not None
     ]
-    store.write_batch([], removes)
     store.close()
-    if removes and publish:
-        from abuse_stream.sinks.kafka import KafkaSink
-
-        sink = KafkaSink(cfg.kafka)
-        sink.add_ip_changes(removes)
-        try:
-            sink.close(15)
-        except Exception as e:
-            raise click.ClickException(f"stored, but publishing the removals failed: {e}") from None
+    removes = []
+    for e in covered:
+        change = _manual_change(e["list"], e["value"], "remove", now, f"exception added: {entry.describe()}")
+        change["bot_type"], change["verdict_id"] = e["bot_type"], e["verdict_id"]
+        removes.append(change)
+    _publish_changes(cfg, removes, publish)
     click.echo(f"added exception {entry.describe()}; removed {len(removes)} list entries it covers")
 
 
@@ -800,17 +785,13 @@ def lists_check(config_path: str | None, ip: str) -> None:
         click.echo(_entry_line(e))
     if not hits:
         click.echo(f"{ip} is on no list")
-    from abuse_stream.policy import ExceptionEntry, ExceptionList, guess_kind, normalise
+    import time as _time
+
+    from abuse_stream.policy import exception_list
     from abuse_stream.store.db import Store
 
     store = Store(cfg.database.url or "")
-    entries = [
-        ExceptionEntry(*normalise(e.kind or guess_kind(e.value), e.value), e.comment)
-        for e in cfg.policy.exceptions
-    ]
-    exc = ExceptionList(entries + store.exceptions(), dict(cfg.policy.source_files)).match(
-        ip, __import__("time").time()
-    )
+    exc = exception_list(cfg.policy, store.exceptions()).match(ip, _time.time())
     store.close()
     if exc is not None:
         click.echo(f"exception: {exc.describe()} (analysed, never listed)")

@@ -28,7 +28,7 @@ from abuse_stream.detectors.base import DetectContext, check_findings
 from abuse_stream.features import BrowserClassifier, CrawlerChecker, Enricher, UAClassifier, client_features
 from abuse_stream.ingest.parse import LineParser, build_parser
 from abuse_stream.ingest.schema import Rejected
-from abuse_stream.policy import ExceptionEntry, ExceptionList
+from abuse_stream.policy import ExceptionEntry, exception_list
 from abuse_stream.scoring import confidence_columns, detections
 from abuse_stream.verdicts import VerdictBook
 from abuse_stream.window import WindowState
@@ -172,14 +172,8 @@ class Pipeline:
 
     def set_exceptions(self, stored: list[ExceptionEntry]) -> None:
         """The exception list: the config's entries plus ``stored`` ones (from the database)."""
-        from abuse_stream.policy import guess_kind, normalise
-
-        entries = []
-        for e in self.cfg.policy.exceptions:
-            kind, value = normalise(e.kind or guess_kind(e.value), e.value)
-            entries.append(ExceptionEntry(kind, value, e.comment))
         self._stored_exceptions = list(stored)
-        self.book.exceptions = ExceptionList(entries + list(stored), dict(self.cfg.policy.source_files))
+        self.book.exceptions = exception_list(self.cfg.policy, stored)
 
     def set_live_sources(self, sources: set[int] | None) -> None:
         """Which sources (partitions) still have unread input and so hold the watermark back."""

@@ -22,6 +22,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 KINDS = ("ip", "cidr", "country", "source")
 
@@ -175,3 +176,12 @@ class ExceptionList:
             if e is not None and (e.expires_at is None or e.expires_at > now):
                 return e
         return None
+
+
+def exception_list(policy: Any, stored: Iterable[ExceptionEntry] = ()) -> ExceptionList:
+    """The exception list in force: the config's ``policy.exceptions`` plus ``stored`` (database) ones."""
+    entries = [
+        ExceptionEntry(*normalise(e.kind or guess_kind(e.value), e.value), e.comment)
+        for e in policy.exceptions
+    ]
+    return ExceptionList(entries + list(stored), dict(policy.source_files))
