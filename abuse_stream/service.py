@@ -69,6 +69,7 @@ class Service:
         self._pending_config: Config | None = None
         self._next_offset: dict[int, int] = {}
         self._stop: threading.Event | None = None
+        self._clients_at = -math.inf
         if store is not None:
             if pipeline.restore(store.load_snapshot(Pipeline.SNAPSHOT)):
                 log.info("restored the baseline snapshot")
@@ -145,6 +146,7 @@ class Service:
             if msgs:
                 idle_polls = 0
                 last_input = self.clock()
+                t0 = time.perf_counter()
                 lags = self.source.partition_lags()
                 self.pipeline.set_live_sources({p for p, n in lags.items() if n > 0})
                 out = self.pipeline.process_lines(
@@ -153,6 +155,7 @@ class Service:
                     [m.offset() for m in msgs],
                 )
                 self._deliver(out, msgs)
+                self._batch_metrics(len(msgs), sum(lags.values()), time.perf_counter() - t0)
                 continue
             idle_polls += 1
             if until_caught_up:
@@ -170,6 +173,17 @@ class Service:
                         self._deliver(out, [])
         log.info("stopping: %s", self.stats)
         return self.stats
+
+    def _batch_metrics(self, messages: int, lag: int, seconds: float) -> None:
+        m = self.metrics
+        m.consumed.inc(messages)
+        m.lag.set(lag)
+        m.batch_seconds.observe(seconds)
+        m.evicted_total(self.pipeline.window.stats.evicted)
+        now = self.clock()
+        if now - self._clients_at >= 5.0:  # distinct keys over the window: not on every batch
+            self._clients_at = now
+            m.clients.set(self.pipeline.window.tracked_clients())
 
     def _until_done(self, action: Callable[[], None], what: str, errors: Any) -> bool:
         """Run ``action`` until it succeeds, backing off (0.5 s .. 15 s); False if asked to stop first.

@@ -240,8 +240,22 @@ def test_run_command_serves_until_sigterm_and_exits_cleanly(
         store.close()
         import urllib.request
 
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        assert "abuse_stream_records_consumed_total" in body
+        def scrape() -> tuple[str, dict[str, float]]:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            return body, {
+                line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in body.splitlines()
+                if line.startswith("abuse_stream_") and " " in line
+            }
+
+        deadline = time.time() + 30
+        body, values = scrape()
+        while values["abuse_stream_records_consumed_total"] < len(traffic()) and time.time() < deadline:
+            time.sleep(0.5)
+            body, values = scrape()
+        assert values["abuse_stream_records_consumed_total"] == len(traffic())  # every message counted
+        assert values["abuse_stream_clients_tracked"] > 0 and values["abuse_stream_ready"] == 1.0
+        assert values["abuse_stream_batch_seconds_count"] > 0
         assert 'abuse_stream_records_rejected_total{reason="invalid_json"} 1.0' in body
         assert "abuse_stream_verdicts_total{" in body and "abuse_stream_consumer_lag" in body
         proc.send_signal(signal.SIGHUP)  # reload the config in place
