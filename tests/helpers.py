@@ -76,3 +76,31 @@ def timeline(spec: dict[str, str], t0: float = T0, unit: float = 1.0, **kw: Any)
 
 def enriched(records: pl.DataFrame, key: str = "ip") -> pl.DataFrame:
     return enrich(records, key, TinyClassifier())
+
+
+VERDICT_FIELDS = {
+    "verdict_id",
+    "ip",
+    "session",
+    "bot_type",
+    "confidence",
+    "action",
+    "profile",
+    "tolerance",
+    "detected_at",
+    "expires_at",
+    "window",
+    "detectors",
+    "application",
+}  # contracts §3
+DETECTOR_FIELDS = {"name", "fired", "value", "baseline", "threshold", "votes"}
+
+
+def check_verdict(v: dict[str, Any]) -> None:
+    """A verdict has every contract field, sane values, its detectors' findings and its evidence."""
+    assert VERDICT_FIELDS <= set(v), v
+    assert 0 < v["confidence"] <= 1 and v["action"] in {"denylist", "graylist", "monitor"}
+    assert {"start", "end", "requests"} <= set(v["window"])
+    assert v["detectors"] and all(DETECTOR_FIELDS <= set(d) for d in v["detectors"])
+    ev = v["evidence"]
+    assert ev["requests"] > 0 and ev["top_endpoints"] and ev["first_request"] <= ev["last_request"]

@@ -13,33 +13,15 @@ from click.testing import CliRunner
 
 from abuse_stream.cli import cli
 from abuse_stream.simulate import SCENARIOS, generate
+from tests.helpers import check_verdict
 
 REAL_LOG = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "apache_logs_2015.log"
-VERDICT_FIELDS = {
-    "verdict_id",
-    "ip",
-    "session",
-    "bot_type",
-    "confidence",
-    "action",
-    "profile",
-    "tolerance",
-    "detected_at",
-    "expires_at",
-    "window",
-    "detectors",
-    "application",
-}
-DETECTOR_FIELDS = {"name", "fired", "value", "baseline", "threshold", "votes"}
 
 
 def check_verdict_lines(path: Path) -> list[dict]:
     verdicts = [json.loads(line) for line in path.read_text().splitlines()]
     for v in verdicts:
-        assert VERDICT_FIELDS <= set(v), v
-        assert 0 < v["confidence"] <= 1 and v["action"] in {"denylist", "graylist", "monitor"}
-        assert {"start", "end", "requests"} <= set(v["window"])
-        assert v["detectors"] and all(DETECTOR_FIELDS <= set(d) for d in v["detectors"])
+        check_verdict(v)
     return verdicts
 
 

@@ -24,6 +24,7 @@ from abuse_stream.pipeline import Pipeline
 from abuse_stream.service import Service
 from abuse_stream.sinks.kafka import KafkaSink
 from abuse_stream.store.db import Store, migrate
+from tests.helpers import check_verdict
 
 T0 = 1_793_491_200.0  # 2026-11-01T00:00:00Z
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36"
@@ -158,23 +159,7 @@ def test_service_consumes_detects_publishes_stores_and_commits(kafka_bootstrap, 
     assert ("192.0.2.200", "api_abuse") in by_ip
     assert not any(ip.startswith("198.51.100.") for ip, _ in by_ip), "a human was flagged"
     for v in verdicts:
-        assert {
-            "verdict_id",
-            "ip",
-            "bot_type",
-            "confidence",
-            "action",
-            "profile",
-            "tolerance",
-            "detected_at",
-            "expires_at",
-            "window",
-            "detectors",
-            "application",
-            "session",
-        } <= set(v)
-        for d in v["detectors"]:
-            assert {"name", "fired", "value", "baseline", "threshold", "votes"} <= set(d)
+        check_verdict(v)
     # one verdict per client and bot type while listed, despite many window steps of activity
     assert len(verdicts) == len({(v["ip"], v["bot_type"]) for v in verdicts})
     assert store.verdict_ids() == {v["verdict_id"] for v in verdicts}
