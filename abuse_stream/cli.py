@@ -45,23 +45,11 @@ def _load(config_path: str | None, overrides: dict[str, Any] | None = None) -> C
         raise click.ClickException(f"invalid option: {e}") from None
 
 
-def _classifier(cfg: Config) -> Any:
-    from abuse_stream.detectors.ua_signatures import UASignatures
-
-    extra = Path(cfg.detection.signatures_file) if cfg.detection.signatures_file else None
-    try:
-        return UASignatures.load(extra)
-    except (OSError, ValueError) as e:
-        raise click.ClickException(f"config key 'detection.signatures_file': {e}") from None
-
-
 def _pipeline(cfg: Config) -> Any:
-    from abuse_stream.browsers import BrowserReleases
-    from abuse_stream.crawlers import CrawlerVerifier
-    from abuse_stream.pipeline import Pipeline
+    from abuse_stream.pipeline import build_pipeline
 
     try:
-        return Pipeline(cfg, _classifier(cfg), crawlers=CrawlerVerifier(), browsers=BrowserReleases.load())
+        return build_pipeline(cfg)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
 

@@ -47,9 +47,10 @@ def run_demo(config_path: str | None, scenario: str, out_dir: Path, env: Mapping
     from confluent_kafka import Producer
 
     from abuse_stream import simulate as sim
-    from abuse_stream.cli import _pipeline, _topic_specs
+    from abuse_stream.cli import _topic_specs
     from abuse_stream.ingest.kafka import KafkaSource
     from abuse_stream.kafka_admin import TopicSpec, ensure_topics
+    from abuse_stream.pipeline import build_pipeline
     from abuse_stream.service import Service
     from abuse_stream.sinks.kafka import KafkaSink
     from abuse_stream.store.db import Store, migrate
@@ -106,7 +107,7 @@ def run_demo(config_path: str | None, scenario: str, out_dir: Path, env: Mapping
             f"'{k.input_topic}' in {time.perf_counter() - t0:.1f}s"
         )
 
-        pipeline = _pipeline(cfg)
+        pipeline = build_pipeline(cfg)
         store = Store(db_url, retries=cfg.database.write_retries)
         source = KafkaSource(k)
         sink = KafkaSink(k)

@@ -318,3 +318,20 @@ class Pipeline:
     def _count_rejects(self, rejected: Sequence[Rejected]) -> None:
         for r in rejected:
             self.stats.rejected_by_reason[r.reason] = self.stats.rejected_by_reason.get(r.reason, 0) + 1
+
+
+def build_pipeline(cfg: Config) -> Pipeline:
+    """The production pipeline: UA signatures (plus ``detection.signatures_file``), published crawler
+    ranges and browser release data. Raises ValueError naming the config key when something is off."""
+    from pathlib import Path
+
+    from abuse_stream.browsers import BrowserReleases
+    from abuse_stream.crawlers import CrawlerVerifier
+    from abuse_stream.detectors.ua_signatures import UASignatures
+
+    extra = Path(cfg.detection.signatures_file) if cfg.detection.signatures_file else None
+    try:
+        signatures = UASignatures.load(extra)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"config key 'detection.signatures_file': {e}") from None
+    return Pipeline(cfg, signatures, crawlers=CrawlerVerifier(), browsers=BrowserReleases.load())

@@ -19,9 +19,8 @@ from pathlib import Path
 import polars as pl
 
 from abuse_stream.config import build_config
-from abuse_stream.detectors.ua_signatures import UASignatures
 from abuse_stream.ingest.parse import build_parser
-from abuse_stream.pipeline import Pipeline
+from abuse_stream.pipeline import build_pipeline
 from abuse_stream.replay import replay
 from abuse_stream.simulate import SCENARIOS, generate
 
@@ -56,8 +55,6 @@ def main() -> None:
     args = ap.parse_args()
     js, comb = traffic_files(args.lines, args.scenario)
     n = args.lines
-    cfg = build_config({})
-    sigs = UASignatures.load()
     rows: list[tuple[str, float]] = []
 
     data = js.read_bytes()
@@ -73,9 +70,8 @@ def main() -> None:
         ("pipeline replay, combined", comb, "combined"),
     ):
         c = build_config({"input": {"format": fmt}})
-        p = Pipeline(c, sigs)
+        p = build_pipeline(c)  # exactly what `replay` runs: every classifier and detector
         rows.append((name, replay(p, [str(path)], None, None, None).seconds))
-    del cfg
 
     print(
         f"\nabuse-stream bench: {n:,} lines of scenario '{args.scenario}' on {platform.machine()}, "
