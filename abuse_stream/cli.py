@@ -858,7 +858,7 @@ def events_show(config_path: str | None, verdict_id: str) -> None:
     click.echo(render_event(row))
 
 
-def _register_optional_commands() -> None:
+def _register_commands_of_other_modules() -> None:
     from abuse_stream.enforce import enforce_group
     from abuse_stream.report import report_command
 
@@ -866,7 +866,7 @@ def _register_optional_commands() -> None:
     cli.add_command(enforce_group)
 
 
-_register_optional_commands()
+_register_commands_of_other_modules()
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ end of a replay.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -151,14 +152,13 @@ class Pipeline:
         if cfg.input != self.cfg.input:
             warnings.append("input settings change only on restart")
             cfg = cfg.model_copy(update={"input": self.cfg.input})
-        detectors = build_detectors(cfg.detection.detectors)  # validates before anything changes
+        # build everything that can fail before anything changes: a refused reload changes nothing
+        detectors = build_detectors(cfg.detection.detectors)
+        exceptions = exception_list(cfg.policy, self._stored_exceptions)
         self.cfg = cfg
         self.detectors = detectors
-        self.enrich = Enricher(
-            key=cfg.window.key,
-            ua=self.enrich.ua,
-            crawlers=self.enrich.crawlers,
-            browsers=self.enrich.browsers,
+        self.enrich = dataclasses.replace(
+            self.enrich,
             sensitive_regex=endpoints.globs_to_regex(
                 [g for p in cfg.profiles for g in p.sensitive_endpoints]
             ),
@@ -167,7 +167,7 @@ class Pipeline:
         self.baselines.metrics = {**self.baselines.metrics, **metrics}
         self.book.detector_names = [d.name for d in detectors]
         self.book.bot_types = cfg.detection.bot_types
-        self.set_exceptions(self._stored_exceptions)  # the new config's entries + those from the store
+        self.book.exceptions = exceptions  # the new config's entries + those from the store
         return warnings
 
     def set_exceptions(self, stored: list[ExceptionEntry]) -> None:

@@ -111,10 +111,10 @@ class Service:
             log.error("config reload refused, keeping the running config: %s", e)
             return
         self.cfg = self.pipeline.cfg
-        self.reload_exceptions(force=True)
+        self.sync_policy(force=True)
         log.info("config reloaded (window state and baselines kept)")
 
-    def reload_exceptions(self, force: bool = False) -> None:
+    def sync_policy(self, force: bool = False) -> None:
         """Every ``policy.reload_s``: re-read the exception list, and forget list entries removed by hand
         (``lists remove``), so CLI changes apply to the running service."""
         now = self.clock()
@@ -141,7 +141,7 @@ class Service:
         idle_polls = 0
         while not stop.is_set():
             self._apply_pending_config()
-            self.reload_exceptions()
+            self.sync_policy()
             msgs = self.source.poll_batch()
             if msgs:
                 idle_polls = 0

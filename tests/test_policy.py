@@ -131,3 +131,13 @@ def test_verdicts_do_not_depend_on_batching_baselines_included(batch):
         return sorted(v["verdict_id"] for v in out)
 
     assert ids(batch) == ids(traffic.records.height)
+
+
+def test_a_reload_that_fails_late_changes_nothing():
+    p = Pipeline(build_config({}), TinyClassifier())
+    bad = build_config(
+        {"profiles": [{"name": "new"}], "policy": {"exceptions": [{"value": "tor", "kind": "source"}]}}
+    )
+    with pytest.raises(ValueError, match="source_files"):  # no ranges for 'tor': found while building
+        p.reconfigure(bad)
+    assert p.cfg.profiles[0].name == "default" and p.book.exceptions.match("1.2.3.4", 0) is None
