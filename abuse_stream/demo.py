@@ -128,7 +128,7 @@ def run_demo(config_path: str | None, scenario: str, out_dir: Path, env: Mapping
 
         html = write_report(store.engine, out_dir / "report.html")
         store.close()
-    report = render_report(verdicts, traffic.labels, pipeline.stats.rejected_by_reason, stored)
+    report = render_report(verdicts, traffic.labels, stats.rejected_by_reason, stored)
     (out_dir / "report.txt").write_text(report)
     click.echo(report)
     click.echo(

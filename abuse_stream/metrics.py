@@ -38,12 +38,9 @@ class Metrics:
         self.db_errors = Counter("abuse_stream_db_errors", "Failed database writes (retried)", registry=r)
         self.producer_errors = Counter("abuse_stream_producer_errors", "Failed Kafka publishes", registry=r)
         self.ready = Gauge("abuse_stream_ready", "1 when the broker and the database answer", registry=r)
-        self._evicted_seen = 0
+        self.partitions = Gauge(
+            "abuse_stream_partitions_assigned", "Input partitions this instance owns", registry=r
+        )
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         start_http_server(port, addr=addr, registry=self.registry)
-
-    def evicted_total(self, total: int) -> None:
-        if total > self._evicted_seen:
-            self.evictions.inc(total - self._evicted_seen)
-            self._evicted_seen = total

@@ -98,6 +98,13 @@ class Pipeline:
         self.pending_epoch: int | None = None
         self._findings: list[pl.DataFrame] = []
 
+    def sibling(self) -> Pipeline:
+        """A fresh pipeline (empty windows, cold baselines, empty book) sharing this one's config,
+        parser and read-only reference data (UA signatures, crawler ranges, browser releases)."""
+        other = Pipeline(self.cfg, self.enrich.ua, self.parser, self.enrich.crawlers, self.enrich.browsers)
+        other.set_exceptions(self._stored_exceptions)
+        return other
+
     # -- entry points ------------------------------------------------------------------------------
 
     def process_lines(

@@ -3,6 +3,11 @@
     consume a batch -> pipeline -> dead letters + verdicts + IP-list changes to Kafka (flush)
     -> verdicts + changes to the store (one transaction) -> commit the batch's offsets
 
+State is kept per input partition (:mod:`abuse_stream.partitions`): on assignment the service
+restores each partition's baselines and verdict book from the store and seeks back to where its open
+windows begin; on revocation it drops them. Several instances in one consumer group therefore
+compute exactly what one instance computes.
+
 Offsets are committed only after both the topic and the database acknowledged, so a crash at any
 point replays the batch, and the idempotent store and deterministic ``verdict_id`` make the replay
 harmless. When every assigned partition is caught up and no input arrived for
@@ -14,25 +19,33 @@ The wall clock is read here (the edge), never in the pipeline.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Message
+from confluent_kafka import KafkaException, Message
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from abuse_stream.config import Config
 from abuse_stream.ingest.kafka import KafkaSource
 from abuse_stream.metrics import Metrics
+from abuse_stream.partitions import PartitionedPipeline, book_snapshot, restore_book
 from abuse_stream.pipeline import BatchOutput, Pipeline
-from abuse_stream.sinks.kafka import KafkaSink
+from abuse_stream.sinks.kafka import KafkaSink, PublishError
 from abuse_stream.store.db import PositionUpdate, Store
 from abuse_stream.verdicts import rfc3339
 
 log = logging.getLogger(__name__)
+
+#: errors that mean "the dependency is unreachable right now": retried until it is back
+_DB_OUTAGE: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, PoolTimeout)
+_KAFKA_OUTAGE: tuple[type[BaseException], ...] = (PublishError, KafkaException, BufferError)
 
 
 @dataclass
@@ -43,6 +56,8 @@ class ServiceStats:
     ip_changes: int = 0
     dead_letters: int = 0
     commits: int = 0
+    accepted: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 class Service:
@@ -57,44 +72,88 @@ class Service:
         metrics: Metrics | None = None,
     ) -> None:
         self.cfg = cfg
-        self.pipeline = pipeline
+        self.pipeline = pipeline  # the template each partition's pipeline is made from
+        self.parts = PartitionedPipeline(pipeline)
         self.source = source
         self.sink = sink
         self.store = store
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.stats = ServiceStats()
-        self._saved_epochs = -1
+        self._saved_epochs: dict[int, int] = {}  # partition -> epochs learnt when last stored
+        self._saved_books: dict[int, tuple[int, ...]] = {}  # partition -> book version last stored
         self._exceptions_at = -math.inf
         self._pending_config: Config | None = None
         self._next_offset: dict[int, int] = {}
         self._stop: threading.Event | None = None
         self._clients_at = -math.inf
-        if store is not None:
-            if pipeline.restore(store.load_snapshot(Pipeline.SNAPSHOT)):
-                log.info("restored the baseline snapshot")
-                self._saved_epochs = pipeline.stats.epochs_learnt
-            pipeline.book.restore(store.active_entries(), store.live_verdicts())
-            source.set_assign_hook(self._on_assign)
+        source.set_assign_hook(self._on_assign)
+        source.set_revoke_hook(self._on_revoke)
+
+    def snapshot_name(self, partition: int, what: str) -> str:
+        """``baselines/<group>/<topic>/<partition>`` (hashed when longer than the column allows)."""
+        k = self.cfg.kafka
+        name = f"{what}/{k.group_id}/{k.input_topic}/{partition}"
+        if len(name) <= 128:
+            return name
+        digest = hashlib.sha256(f"{k.group_id}/{k.input_topic}".encode()).hexdigest()[:32]
+        return f"{what}/{digest}/{partition}"
 
     def _on_assign(self, parts: list[Any]) -> None:
-        """Start each partition one window back (where the open windows' records begin), and rebuild
-        the steps judged before the restart without judging them again."""
+        """Build each assigned partition's pipeline from what its previous owner stored: start one
+        window back (where its open windows' records begin), rebuild the steps judged before without
+        judging them again, restore its baselines and verdict book."""
+        for p in parts:
+            self.parts.add(p.partition)
+            self._saved_epochs[p.partition] = 0
+        self.metrics.partitions.set(len(self.parts.parts))
+        if self.store is None:
+            return
+        if not self._until_done(
+            lambda: self._restore_partitions(parts), "load partition state", self.metrics.db_errors
+        ):
+            raise RuntimeError("stopped before the assigned partitions' state could be loaded")
+
+    def _restore_partitions(self, parts: list[Any]) -> None:
         assert self.store is not None
         saved = self.store.load_positions(self.cfg.kafka.group_id, self.cfg.kafka.input_topic)
-        judged = []
+        shared = None
         for p in parts:
+            pipe = self.parts.add(p.partition)  # cold again: an earlier attempt may have failed midway
+            restored = []
             if p.partition in saved:
                 p.offset, until = saved[p.partition]
-                if until is not None:
-                    judged.append(int(until))
-        if judged:
-            self.pipeline.window.judged_until = min(judged)
+                pipe.window.judged_until = until
+                restored.append(f"offset {p.offset}, judged before bucket {until}")
+            if pipe.restore(self.store.load_snapshot(self.snapshot_name(p.partition, "baselines"))):
+                restored.append("baselines")
+            else:  # first start: baselines learnt by `replay` into this database, if any
+                shared = (
+                    shared if shared is not None else (self.store.load_snapshot(Pipeline.SNAPSHOT) or b"")
+                )
+                if pipe.restore(shared):
+                    restored.append("baselines (shared replay snapshot)")
+            book = self.store.load_snapshot(self.snapshot_name(p.partition, "book"))
+            if book:
+                restore_book(pipe.book, book)
+                restored.append(f"verdict book ({len(pipe.book.entries)} list entries)")
+            self._saved_books[p.partition] = _book_version(pipe)
             log.info(
-                "rebuilding windows from offsets %s; steps before bucket %d were judged before",
-                {p.partition: p.offset for p in parts},
-                min(judged),
+                "partition %d: %s",
+                p.partition,
+                "rebuilding windows from " + ", ".join(restored)
+                if restored
+                else "no stored state, starting cold",
             )
+
+    def _on_revoke(self, parts: list[Any]) -> None:
+        """Another instance owns these now (or will): drop their state, stop storing their positions."""
+        for p in parts:
+            self.parts.drop(p.partition)
+            self._next_offset.pop(p.partition, None)
+            self._saved_epochs.pop(p.partition, None)
+            self._saved_books.pop(p.partition, None)
+        self.metrics.partitions.set(len(self.parts.parts))
 
     def request_reconfigure(self, cfg: Config) -> None:
         """Ask for a new config to be applied between batches (SIGHUP; signal-handler safe)."""
@@ -110,7 +169,7 @@ class Service:
         except ValueError as e:
             log.error("config reload refused, keeping the running config: %s", e)
             return
-        self.cfg = self.pipeline.cfg
+        self.cfg = self.parts.cfg
         self.sync_policy(force=True)
         log.info("config reloaded (window state and baselines kept)")
 
@@ -122,9 +181,9 @@ class Service:
             return
         self._exceptions_at = now
         try:
-            self.pipeline.set_exceptions(self.store.exceptions())
+            self.parts.set_exceptions(self.store.exceptions())
             listed = {(str(e["list"]), str(e["value"])) for e in self.store.active_entries()}
-            forgotten = self.pipeline.book.forget_removed(listed)
+            forgotten = self.parts.forget_removed(listed)
             if forgotten:
                 log.info(
                     "%d list entries were removed by hand: renewed activity will list them again", forgotten
@@ -148,27 +207,28 @@ class Service:
                 last_input = self.clock()
                 t0 = time.perf_counter()
                 lags = self.source.partition_lags()
-                self.pipeline.set_live_sources({p for p, n in lags.items() if n > 0})
-                out = self.pipeline.process_lines(
+                evicted = self.parts.evicted()
+                out = self.parts.process_lines(
                     [m.value() or b"" for m in msgs],
                     [m.partition() for m in msgs],
                     [m.offset() for m in msgs],
                 )
                 self._deliver(out, msgs)
+                self.metrics.evictions.inc(max(0, self.parts.evicted() - evicted))
                 self._batch_metrics(len(msgs), sum(lags.values()), time.perf_counter() - t0)
                 continue
             idle_polls += 1
             if until_caught_up:
                 if idle_polls >= 2 and self.source.assignment and self.source.caught_up():
-                    self._deliver(self.pipeline.finish(), [])
+                    self._deliver(self.parts.finish(), [])
                     break
                 if idle_polls > max_idle_polls * 20 and not self.source.assignment:
                     raise RuntimeError("no partitions assigned: is the input topic there?")
                 continue
             idle = self.clock() - last_input
-            if idle >= self.cfg.window.idle_advance_s and math.isfinite(self.pipeline.window.max_ts):
+            if idle >= self.cfg.window.idle_advance_s and math.isfinite(self.parts.max_ts()):
                 if self.source.caught_up():
-                    out = self.pipeline.advance_to(self.pipeline.window.max_ts + idle)
+                    out = self.parts.advance_idle(idle)
                     if out.verdicts or out.ip_changes:
                         self._deliver(out, [])
         log.info("stopping: %s", self.stats)
@@ -179,17 +239,24 @@ class Service:
         m.consumed.inc(messages)
         m.lag.set(lag)
         m.batch_seconds.observe(seconds)
-        m.evicted_total(self.pipeline.window.stats.evicted)
         now = self.clock()
         if now - self._clients_at >= 5.0:  # distinct keys over the window: not on every batch
             self._clients_at = now
-            m.clients.set(self.pipeline.window.tracked_clients())
+            m.clients.set(self.parts.tracked_clients())
 
-    def _until_done(self, action: Callable[[], None], what: str, errors: Any) -> bool:
+    def _until_done(
+        self,
+        action: Callable[[], None],
+        what: str,
+        errors: Any,
+        transient: tuple[type[BaseException], ...] = _DB_OUTAGE,
+    ) -> bool:
         """Run ``action`` until it succeeds, backing off (0.5 s .. 15 s); False if asked to stop first.
 
         While it fails, the service is not ready (metric ``abuse_stream_ready`` 0, ``health``) and no
-        offset is committed, so nothing is lost: the batch lands once the dependency is back.
+        offset is committed, so nothing is lost: the batch lands once the dependency is back. Only
+        ``transient`` errors (the dependency is unreachable) are retried; any other error is a defect
+        that retrying cannot fix, and is raised: the service stops without committing the batch.
         """
         delay, failures = 0.5, 0
         while True:
@@ -198,7 +265,7 @@ class Service:
                 if failures:
                     log.warning("%s works again after %d failed attempts", what, failures)
                 return True
-            except Exception as e:  # outage of a dependency: wait and retry the same batch
+            except transient as e:  # outage of a dependency: wait and retry the same batch
                 failures += 1
                 errors.inc()
                 self.metrics.ready.set(0)
@@ -241,39 +308,49 @@ class Service:
             self.sink.flush()
 
         # outages: retry the same batch until it lands (or we are told to stop); offsets stay put meanwhile
-        if not self._until_done(publish, "publish to Kafka", self.metrics.producer_errors):
+        if not self._until_done(publish, "publish to Kafka", self.metrics.producer_errors, _KAFKA_OUTAGE):
             return
         if self.store is not None:
             for m in msgs:
                 self._next_offset[m.partition()] = max(
                     self._next_offset.get(m.partition(), 0), m.offset() + 1
                 )
-            needed = self.pipeline.replay_from()
+            needed = self.parts.replay_from()
             positions = PositionUpdate(
                 self.cfg.kafka.group_id,
                 self.cfg.kafka.input_topic,
                 {p: needed.get(p, nxt) for p, nxt in self._next_offset.items()},
-                self.pipeline.judged_until(),
+                self.parts.judged_until(),
             )
-            snapshot = None
-            if self.pipeline.stats.epochs_learnt != self._saved_epochs:
-                ts = self.pipeline.window.max_ts
-                snapshot = (
-                    Pipeline.SNAPSHOT,
-                    self.pipeline.baselines.snapshot(),
-                    ts if math.isfinite(ts) else None,
-                )
+            snapshots, epochs, books = [], {}, {}
+            for part, pipe in self.parts.parts.items():
+                if pipe.stats.epochs_learnt != self._saved_epochs.get(part):
+                    ts = pipe.window.max_ts
+                    snapshots.append(
+                        (
+                            self.snapshot_name(part, "baselines"),
+                            pipe.baselines.snapshot(),
+                            ts if math.isfinite(ts) else None,
+                        )
+                    )
+                    epochs[part] = pipe.stats.epochs_learnt
+                version = _book_version(pipe)
+                if version != self._saved_books.get(part):
+                    snapshots.append((self.snapshot_name(part, "book"), book_snapshot(pipe.book), None))
+                    books[part] = version
             if not self._until_done(
-                lambda: self.store.write_batch(out.verdicts, out.ip_changes, positions, snapshot),  # type: ignore[union-attr]
+                lambda: self.store.write_batch(out.verdicts, out.ip_changes, positions, snapshots),  # type: ignore[union-attr]
                 "write to the database",
                 self.metrics.db_errors,
             ):
                 return
-            if snapshot is not None:
-                self._saved_epochs = self.pipeline.stats.epochs_learnt
+            self._saved_epochs.update(epochs)
+            self._saved_books.update(books)
         self.metrics.ready.set(1)
         for r in out.rejected:
             self.metrics.rejected.labels(r.reason).inc()
+            self.stats.rejected_by_reason[r.reason] = self.stats.rejected_by_reason.get(r.reason, 0) + 1
+        self.stats.accepted += out.accepted
         for v in out.verdicts:
             self.metrics.verdicts.labels(v["bot_type"], v["action"]).inc()
         self.source.commit(msgs)
@@ -291,3 +368,9 @@ class Service:
                 len(out.ip_changes),
                 len(out.rejected),
             )
+
+
+def _book_version(pipe: Pipeline) -> tuple[int, ...]:
+    """Changes whenever the verdict book's state does (cheap: no serialisation on every batch)."""
+    b = pipe.book
+    return (b.stats.verdicts, b.stats.changes, b.stats.suppressed, len(b.active), len(b.entries))

@@ -59,6 +59,10 @@ class KafkaSource:
         """``hook(parts)`` may set ``part.offset`` (where to start reading) before the assignment."""
         self._on_assign = hook
 
+    def set_revoke_hook(self, hook: Callable[[list[TopicPartition]], None]) -> None:
+        """``hook(parts)`` is called after the partitions were taken away (rebalance, lost session)."""
+        self._on_revoke = hook
+
     def _assigned(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         if self._on_assign:
             self._on_assign(parts)

@@ -95,7 +95,7 @@ class PositionUpdate:
     group_id: str
     topic: str
     replay_from: dict[int, int]  # partition -> lowest offset the windows still need
-    judged_until: int | None  # window steps below this bucket index were judged
+    judged_until: dict[int, int | None]  # partition -> window steps below this bucket were judged
 
 
 class Store:
@@ -114,14 +114,15 @@ class Store:
         verdict_rows: Sequence[dict[str, Any]],
         changes: Sequence[dict[str, Any]],
         positions: PositionUpdate | None = None,
-        snapshot: tuple[str, bytes, float | None] | None = None,
+        snapshots: Sequence[tuple[str, bytes, float | None]] = (),
     ) -> None:
         """Store verdicts and list changes in one transaction; idempotent; retries transient errors.
 
-        ``positions`` (consumer state) and ``snapshot`` (baselines) go into the same transaction, so
-        after a crash the store never holds verdicts of a state it cannot restore, or the reverse.
+        ``positions`` (consumer state) and ``snapshots`` (name, blob, event time: baselines, verdict
+        books) go into the same transaction, so after a crash the store never holds verdicts of a
+        state it cannot restore, or the reverse.
         """
-        if not verdict_rows and not changes and positions is None and snapshot is None:
+        if not verdict_rows and not changes and positions is None and not snapshots:
             return
         delay = 0.2
         for attempt in range(self.retries + 1):
@@ -130,8 +131,8 @@ class Store:
                     self._write(conn, verdict_rows, changes)
                     if positions is not None:
                         self._save_positions(conn, positions)
-                    if snapshot is not None:
-                        self._save_snapshot(conn, *snapshot)
+                    for snap in snapshots:
+                        self._save_snapshot(conn, *snap)
                 return
             except (OperationalError, InterfaceError) as e:
                 if attempt == self.retries:
@@ -311,7 +312,7 @@ class Store:
                 "topic": pos.topic,
                 "partition": partition,
                 "replay_from": replay_from,
-                "judged_until": pos.judged_until,
+                "judged_until": pos.judged_until.get(partition),
                 "updated_at": now,
             }
             stmt = self._insert(consumer_state).values(row)

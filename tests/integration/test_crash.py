@@ -4,57 +4,20 @@ restart end with exactly the verdicts an uninterrupted run stores (by verdict_id
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
-import yaml
 from confluent_kafka import Producer
 
 from abuse_stream.kafka_admin import TopicSpec, ensure_topics
 from abuse_stream.simulate import SCENARIOS, generate
 from abuse_stream.store.db import Store, migrate
+from tests.integration.procs import drop_db, run_config, second_db, start_run, stop_run
 
 pytestmark = pytest.mark.slow
-
-
-def _config(tmp: Path, name: str, bootstrap: str, prefix: str) -> Path:
-    conf = {
-        "kafka": {
-            "bootstrap_servers": bootstrap,
-            "group_id": f"{prefix}-{name}",
-            "input_topic": f"{prefix}-in",
-            "dlq_topic": f"{prefix}-{name}-dlq",
-            "verdicts_topic": f"{prefix}-{name}-verdicts",
-            "ip_lists_topic": f"{prefix}-{name}-lists",
-            "session_timeout_ms": 6000,
-            "batch_size": 150,
-            "batch_timeout_s": 0.2,
-        },
-        "window": {"length_s": 60, "step_s": 10, "lateness_s": 5, "idle_advance_s": 1.0},
-        "detection": {"baseline": {"warmup_samples": 50, "epoch_s": 60}},
-        "metrics": {"port": None},
-        "log_level": "INFO",
-    }
-    path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(conf))
-    return path
-
-
-def _start(conf: Path, db: str, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": db}
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "abuse_stream", "run", "--config", str(conf)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(log, "ab"),
-    )  # noqa: SIM115
 
 
 def _settled(
@@ -87,26 +50,6 @@ def _settled(
         store.close()
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0
-
-
-def _second_db(pg_url: str) -> str:
-    base, _, name = pg_url.rpartition("/")
-    admin = psycopg.connect(base.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}_b"')
-    admin.close()
-    return f"{base}/{name}_b"
-
-
-def _drop(url: str) -> None:
-    base, _, name = url.rpartition("/")
-    admin = psycopg.connect(base.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True)
-    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
-
-
 def test_kill_9_mid_stream_then_restart_stores_exactly_the_uninterrupted_verdicts(
     kafka_bootstrap, unique_topic, pg_url, tmp_path
 ):
@@ -117,18 +60,18 @@ def test_kill_9_mid_stream_then_restart_stores_exactly_the_uninterrupted_verdict
     for rec in traffic.records.iter_rows(named=True):
         p.produce(f"{prefix}-in", key=rec["ip"].encode(), value=json.dumps(rec).encode())
     assert p.flush(30) == 0
-    crash_db = _second_db(pg_url)
+    crash_db = second_db(pg_url)
     try:
         for db in (pg_url, crash_db):
             migrate(db)
-        ref_conf = _config(tmp_path, "ref", kafka_bootstrap, prefix)
-        crash_conf = _config(tmp_path, "crash", kafka_bootstrap, prefix)
+        ref_conf = run_config(tmp_path, "ref", kafka_bootstrap, prefix)
+        crash_conf = run_config(tmp_path, "crash", kafka_bootstrap, prefix)
 
-        ref = _start(ref_conf, pg_url, tmp_path / "ref.log")  # uninterrupted
+        ref = start_run(ref_conf, pg_url, tmp_path / "ref.log")  # uninterrupted
         _settled(pg_url, ref, tmp_path / "ref.log")
-        _stop(ref)
+        stop_run(ref)
 
-        run = _start(crash_conf, crash_db, tmp_path / "crash.log")
+        run = start_run(crash_conf, crash_db, tmp_path / "crash.log")
         store = Store(crash_db)
         deadline = time.time() + 60
         while time.time() < deadline and store.count("verdicts") < 3:  # in the middle of the stream
@@ -137,15 +80,15 @@ def test_kill_9_mid_stream_then_restart_stores_exactly_the_uninterrupted_verdict
         run.wait(timeout=10)
         stored_before = store.count("verdicts")
         assert stored_before >= 3
-        run = _start(crash_conf, crash_db, tmp_path / "crash.log")  # restart: same group, same database
+        run = start_run(crash_conf, crash_db, tmp_path / "crash.log")  # restart: same group, same database
         _settled(crash_db, run, tmp_path / "crash.log", assignments=2)
-        _stop(run)
+        stop_run(run)
 
         expected = Store(pg_url).verdict_ids()
         got = store.verdict_ids()
         store.close()
         assert len(expected) > stored_before  # the kill really happened mid-stream
         assert got == expected, (sorted(expected - got)[:5], sorted(got - expected)[:5])
-        assert "rebuilding windows from offsets" in (tmp_path / "crash.log").read_text()
+        assert "rebuilding windows from offset" in (tmp_path / "crash.log").read_text()
     finally:
-        _drop(crash_db)
+        drop_db(crash_db)

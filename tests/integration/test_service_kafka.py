@@ -301,8 +301,8 @@ def test_ten_thousand_hostile_records_through_the_service(kafka_bootstrap, uniqu
     )
     source.close()
     assert stats.messages == 10_000  # nothing stopped the service
-    rejected = sum(pipeline.stats.rejected_by_reason.values())
-    assert pipeline.stats.accepted + rejected == 10_000 and rejected > 6000
+    rejected = sum(stats.rejected_by_reason.values())
+    assert stats.accepted + rejected == 10_000 and rejected > 6000 and stats.dead_letters == rejected
     dlq = read_all(kafka_bootstrap, cfg.kafka.dlq_topic, expect_at_least=rejected, timeout=60)
     assert len(dlq) == rejected  # every bad record dead-lettered, with its reason
     reasons = {json.loads(m.value())["reason"] for m in dlq}

@@ -1,0 +1,174 @@
+"""One pipeline per input partition: what lets several ``run`` instances share a topic.
+
+The mirror keys the log topic by client IP, so every client's records live in one partition, and a
+partition's windows, learned baselines and verdict book depend on that partition's records only.
+Keeping that state per partition makes the results independent of which instance owns a partition
+and of when it moved: on assignment an instance builds the partition's pipeline from what the
+previous owner stored (baseline snapshot, verdict book, the offset the open windows start at and the
+steps already judged), on revocation it drops it. One instance holding all partitions computes
+exactly what several instances compute between them.
+
+The price of that independence: cross-client correlation (``stuffing_campaign``) and the learned
+baselines see one partition's share of the traffic. With the recommended 4-12 partitions each still
+sees thousands of clients; see deploy/README.md.
+
+No I/O here; :class:`abuse_stream.service.Service` decides when to restore and store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from abuse_stream.config import Config
+from abuse_stream.pipeline import BatchOutput, Pipeline, PipelineStats
+from abuse_stream.policy import ExceptionEntry
+from abuse_stream.verdicts import ListEntry, VerdictBook
+
+
+class PartitionedPipeline:
+    """Routes each record to its partition's :class:`Pipeline` (created from ``template``)."""
+
+    def __init__(self, template: Pipeline) -> None:
+        self.template = template
+        self.parts: dict[int, Pipeline] = {}
+
+    @property
+    def cfg(self) -> Config:
+        return self.template.cfg
+
+    # -- ownership --------------------------------------------------------------------------------------
+
+    def add(self, partition: int) -> Pipeline:
+        """A fresh pipeline for ``partition`` (replacing any it had): cold, to be restored by the caller."""
+        self.parts[partition] = self.template.sibling()
+        return self.parts[partition]
+
+    def drop(self, partition: int) -> None:
+        self.parts.pop(partition, None)
+
+    def get(self, partition: int) -> Pipeline:
+        return self.parts[partition] if partition in self.parts else self.add(partition)
+
+    # -- the pipeline's entry points, per partition ----------------------------------------------------
+
+    def process_lines(
+        self, lines: Sequence[bytes], sources: Sequence[int], offsets: Sequence[int]
+    ) -> BatchOutput:
+        """Split a batch by partition and run each part through its partition's pipeline.
+
+        Dead letters keep their index into ``lines`` (the caller maps them back to messages).
+        """
+        src = np.asarray(sources, dtype=np.int64)
+        off = np.asarray(offsets, dtype=np.int64)
+        out = BatchOutput()
+        present = np.unique(src).tolist()
+        for part in present:
+            idx: np.ndarray | None = None
+            if len(present) == 1:  # the whole batch is one partition's: no copy
+                sub = lines
+            else:
+                idx = np.flatnonzero(src == part)
+                sub = [lines[i] for i in idx.tolist()]
+            o = self.get(part).process_lines(
+                sub, np.full(len(sub), part, dtype=np.int64), off if idx is None else off[idx]
+            )
+            if idx is not None:
+                o.rejected = [
+                    dataclasses.replace(r, index=int(idx[r.index])) if r.index >= 0 else r for r in o.rejected
+                ]
+            out.extend(o)
+        return out
+
+    def advance_idle(self, idle_s: float) -> BatchOutput:
+        """Input idle for ``idle_s`` of wall time: every partition's event time moves on by as much."""
+        out = BatchOutput()
+        for p in self.parts.values():
+            if np.isfinite(p.window.max_ts):
+                out.extend(p.advance_to(p.window.max_ts + idle_s))
+        return out
+
+    def finish(self) -> BatchOutput:
+        out = BatchOutput()
+        for _part, p in sorted(self.parts.items()):
+            out.extend(p.finish())
+        return out
+
+    def judged_until(self) -> dict[int, int | None]:
+        return {part: p.judged_until() for part, p in self.parts.items()}
+
+    def replay_from(self) -> dict[int, int]:
+        """Per owned partition, the lowest offset a new owner must re-read (absent: nothing open)."""
+        out: dict[int, int] = {}
+        for part, p in self.parts.items():
+            needed = p.replay_from()
+            if part in needed:
+                out[part] = needed[part]
+        return out
+
+    # -- config and policy: the same for every partition --------------------------------------------------
+
+    def reconfigure(self, cfg: Config) -> list[str]:
+        warnings = self.template.reconfigure(cfg)  # validates: raises before any partition changed
+        for p in self.parts.values():
+            p.reconfigure(self.template.cfg)
+        return warnings
+
+    def set_exceptions(self, stored: list[ExceptionEntry]) -> None:
+        for p in [self.template, *self.parts.values()]:
+            p.set_exceptions(stored)
+
+    def forget_removed(self, listed: set[tuple[str, str]]) -> int:
+        return sum(p.book.forget_removed(listed) for p in self.parts.values())
+
+    # -- observation ---------------------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> PipelineStats:
+        """The sum over the partitions this instance owns now."""
+        total = PipelineStats()
+        for p in self.parts.values():
+            for f in dataclasses.fields(PipelineStats):
+                a, b = getattr(total, f.name), getattr(p.stats, f.name)
+                if isinstance(a, dict):
+                    for k, v in b.items():
+                        a[k] = a.get(k, 0) + v
+                else:
+                    setattr(total, f.name, a + b)
+        return total
+
+    def tracked_clients(self) -> int:
+        return sum(p.window.tracked_clients() for p in self.parts.values())
+
+    def evicted(self) -> int:
+        return sum(p.window.stats.evicted for p in self.parts.values())
+
+    def max_ts(self) -> float:
+        return max((p.window.max_ts for p in self.parts.values()), default=float("-inf"))
+
+
+# -- the verdict book's state, stored per partition beside the positions -------------------------------------
+
+
+def book_snapshot(book: VerdictBook) -> bytes:
+    """The book's live state (what is listed and what would be a repeat), as stable JSON."""
+    return json.dumps(
+        {
+            "active": sorted([k, bt, until] for (k, bt), until in book.active.items()),
+            "entries": sorted(dataclasses.astuple(e) for e in book.entries.values()),
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def restore_book(book: VerdictBook, blob: bytes) -> None:
+    state: dict[str, Any] = json.loads(blob)
+    book.active = {(k, bt): float(until) for k, bt, until in state["active"]}
+    book.entries = {}
+    for row in state["entries"]:
+        e = ListEntry(*row)
+        book.entries[(e.list, e.value)] = e
