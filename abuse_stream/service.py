@@ -87,6 +87,7 @@ class Service:
         self._next_offset: dict[int, int] = {}
         self._stop: threading.Event | None = None
         self._clients_at = -math.inf
+        self._broker_was_up = True
         source.set_assign_hook(self._on_assign)
         source.set_revoke_hook(self._on_revoke)
 
@@ -227,12 +228,27 @@ class Service:
                 continue
             idle = self.clock() - last_input
             if idle >= self.cfg.window.idle_advance_s and math.isfinite(self.parts.max_ts()):
-                if self.source.caught_up():
+                if self._broker_up() and self.source.caught_up():
                     out = self.parts.advance_idle(idle)
                     if out.verdicts or out.ip_changes:
                         self._deliver(out, [])
         log.info("stopping: %s", self.stats)
         return self.stats
+
+    def _broker_up(self) -> bool:
+        """Checked while the input is idle: an outage is logged once, makes the service not ready,
+        and stops event time from advancing (records delayed by the outage must not arrive late)."""
+        up = self.source.broker_reachable()
+        if up != self._broker_was_up:
+            self._broker_was_up = up
+            if up:
+                log.warning("the Kafka broker is reachable again")
+                self.metrics.ready.set(1)
+            else:
+                log.warning("the Kafka broker is unreachable: waiting (event time is held until it is back)")
+        if not up:
+            self.metrics.ready.set(0)
+        return up
 
     def _batch_metrics(self, messages: int, lag: int, seconds: float) -> None:
         m = self.metrics

@@ -138,7 +138,20 @@ class KafkaSource:
                 lags[tp.partition] = max(0, high - (committed if committed >= 0 else low))
         return lags
 
+    def broker_reachable(self, timeout: float = 2.0) -> bool:
+        """Whether the cluster answers a metadata request now (False during a broker outage)."""
+        try:
+            self.consumer.list_topics(self.cfg.input_topic, timeout=timeout)
+        except KafkaException:
+            return False
+        return True
+
     def caught_up(self) -> bool:
+        """Every assigned partition read to its end. Never true while the broker is unreachable: the
+        positions and watermarks cached locally cannot tell an outage from an idle stream, and event
+        time must not move on over records that are only delayed."""
+        if not self.broker_reachable():
+            return False
         lag = self.lag()
         return lag == 0
 
