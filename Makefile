@@ -41,8 +41,9 @@ format: $(STAMP) ## ruff format + autofix
 typecheck: $(STAMP) ## mypy on the package
 	$(BIN)/mypy abuse_stream
 
-bench: $(STAMP) ## benchmarks (figures, not pass/fail): replay throughput and more
-	$(BIN)/python -m bench.run
+BENCH_ARGS ?=
+bench: $(STAMP) ## benchmarks, one table (figures, not pass/fail; Kafka rows want Postgres): BENCH_ARGS=--quick
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean: ## remove the virtualenv and generated files
 	rm -rf $(VENV) demo-out bench/out .pytest_cache .mypy_cache .ruff_cache
