@@ -18,7 +18,9 @@ import math
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import polars as pl
 from river import anomaly, stats
 
@@ -50,9 +52,94 @@ BEHAVIOR_FEATURES: dict[str, pl.Expr] = {
 }
 
 
+class HSTArrays:
+    """A river ``HalfSpaceTrees`` laid out as arrays, to learn and score many rows at once.
+
+    Same results as ``learn_one`` / ``score_one`` row by row (masses are integers, so the sums are
+    exact whatever the order), for rows that carry every feature (ours always do). Nodes are numbered
+    breadth first per tree: node ``i`` has children ``2i+1`` and ``2i+2``; the last level are leaves.
+    """
+
+    def __init__(self, model: anomaly.HalfSpaceTrees) -> None:
+        self.model = model
+        self.height = model.height
+        self.nodes: list[list[Any]] = []  # per tree, the node objects in breadth-first order
+        for root in model.trees:
+            level, order = [root], []
+            for _ in range(model.height + 1):
+                order += level
+                level = [c for n in level if hasattr(n, "children") for c in n.children]
+            self.nodes.append(order)
+        self.features = sorted({n.feature for t in self.nodes for n in t if hasattr(n, "feature")})
+        branches = 2**model.height - 1
+        col = {f: i for i, f in enumerate(self.features)}
+        self.feature = np.array([[col[n.feature] for n in t[:branches]] for t in self.nodes], dtype=np.int64)
+        self.threshold = np.array([[n.threshold for n in t[:branches]] for t in self.nodes], dtype=np.float64)
+        self._r_mass: np.ndarray | None = None  # (trees, nodes); changes only when a window rolls over
+
+    def paths(self, x: np.ndarray) -> np.ndarray:
+        """Node index at each depth (0..height) per tree and row: shape (trees, height + 1, rows)."""
+        trees, n = len(self.nodes), x.shape[0]
+        out = np.zeros((trees, self.height + 1, n), dtype=np.int64)
+        flat_x = np.ascontiguousarray(x, dtype=np.float64).ravel()
+        row_start = (np.arange(n) * x.shape[1])[None, :]
+        node_base = (np.arange(trees) * self.feature.shape[1])[:, None]
+        flat_feature, flat_threshold = self.feature.ravel(), self.threshold.ravel()
+        idx = np.zeros((trees, n), dtype=np.int64)
+        for d in range(self.height):  # all trees and rows at once, one level at a time
+            node = node_base + idx
+            right = ~(flat_x[row_start + flat_feature[node]] < flat_threshold[node])
+            idx = 2 * idx + 1 + right
+            out[:, d + 1] = idx
+        return out
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """``score_one`` for every row of ``x`` (columns in :attr:`features` order)."""
+        m = self.model
+        if m._first_window:
+            return np.zeros(x.shape[0], dtype=np.float64)
+        size_limit = 0.1 * m.window_size
+        paths = self.paths(x)
+        if self._r_mass is None:
+            self._r_mass = np.array([[n.r_mass for n in nodes] for nodes in self.nodes], dtype=np.int64)
+        r_mass = self._r_mass
+        t = np.arange(len(self.nodes))[:, None]
+        total = np.zeros(paths.shape[::2], dtype=np.int64)  # (trees, rows)
+        going = np.ones(paths.shape[::2], dtype=bool)
+        for d in range(self.height + 1):
+            r = r_mass[t, paths[:, d]]
+            total += np.where(going, r << d, 0)
+            going &= ~(r < size_limit)  # river stops below the size limit (after adding)
+        return 1 - total.sum(axis=0).astype(np.float64) / m._max_score
+
+    def learn(self, x: np.ndarray) -> None:
+        """``learn_one`` for every row of ``x`` in order (masses roll over every ``window_size`` rows)."""
+        m = self.model
+        paths = self.paths(x)
+        width = len(self.nodes[0])
+        l_mass = np.array([[n.l_mass for n in nodes] for nodes in self.nodes], dtype=np.int64)
+        r_mass = np.array([[n.r_mass for n in nodes] for nodes in self.nodes], dtype=np.int64)
+        flat = paths + (np.arange(len(self.nodes)) * width)[:, None, None]  # node ids across all trees
+        start = 0
+        while start < x.shape[0]:
+            end = min(x.shape[0], start + m.window_size - m.counter)
+            l_mass += np.bincount(flat[:, :, start:end].ravel(), minlength=l_mass.size).reshape(l_mass.shape)
+            m.counter += end - start
+            if m.counter == m.window_size:
+                r_mass, l_mass = l_mass, np.zeros_like(l_mass)
+                m._first_window = False
+                m.counter = 0
+            start = end
+        for nodes, ls, rs in zip(self.nodes, l_mass.tolist(), r_mass.tolist(), strict=True):
+            for node, lv, rv in zip(nodes, ls, rs, strict=True):
+                node.l_mass, node.r_mass = lv, rv
+        self._r_mass = r_mass
+
+
 @dataclass
 class BehaviorModel:
-    """river HalfSpaceTrees over :data:`BEHAVIOR_FEATURES`; ``learn_one``/``score_one`` per client row."""
+    """river HalfSpaceTrees over :data:`BEHAVIOR_FEATURES`; ``learn_one``/``score_one`` per client row,
+    run over all rows at once by :class:`HSTArrays`."""
 
     seed: int
     model: anomaly.HalfSpaceTrees = field(init=False)
@@ -63,15 +150,36 @@ class BehaviorModel:
 
     @staticmethod
     def rows(features: pl.DataFrame) -> list[dict[str, float]]:
-        return features.select(**BEHAVIOR_FEATURES).fill_nan(0.0).fill_null(0.0).to_dicts()
+        return BehaviorModel.frame(features).to_dicts()
+
+    @staticmethod
+    def frame(features: pl.DataFrame) -> pl.DataFrame:
+        return features.select(**BEHAVIOR_FEATURES).fill_nan(0.0).fill_null(0.0)
+
+    def _arrays(self) -> HSTArrays:
+        arrays: HSTArrays | None = self.__dict__.get("_hst")
+        if arrays is None or arrays.model is not self.model:  # (re)built after a restore
+            arrays = self.__dict__["_hst"] = HSTArrays(self.model)
+        return arrays
 
     def learn(self, features: pl.DataFrame) -> None:
-        for x in self.rows(features):
-            self.model.learn_one(x)
+        x = self.frame(features)
+        if x.height and not self.model.trees:  # the first row builds the trees (river's own code)
+            self.model.learn_one(x.row(0, named=True))
+            x = x.slice(1)
+        if x.height:
+            a = self._arrays()
+            a.learn(x.select(a.features).to_numpy().astype(np.float64))
         self.n += features.height
 
     def score(self, features: pl.DataFrame) -> list[float]:
-        return [self.model.score_one(x) for x in self.rows(features)]
+        if not self.model.trees or features.height == 0:
+            return [self.model.score_one(x) for x in self.rows(features)]
+        a = self._arrays()
+        return a.score(self.frame(features).select(a.features).to_numpy().astype(np.float64)).tolist()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_hst"}  # snapshots hold river's model only
 
 
 @dataclass

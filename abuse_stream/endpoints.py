@@ -46,9 +46,14 @@ PROBE = (
 )
 
 
+def resource(path: pl.Expr) -> pl.Expr:
+    """The path without query and fragment (``template(resource(p)) == template(p)``)."""
+    return path.str.replace(r"[?#].*$", "")
+
+
 def template(path: pl.Expr) -> pl.Expr:
     """Path without query/fragment, identifiers in segments replaced by placeholders, lower-cased."""
-    e = path.str.replace(r"[?#].*$", "") + "/"
+    e = resource(path) + "/"
     for pattern, repl in _SEG_RULES:  # twice: a match consumes the "/" the next segment starts with
         e = e.str.replace_all(pattern, repl).str.replace_all(pattern, repl)
     e = e.str.strip_suffix("/")

@@ -114,21 +114,31 @@ def enrich(
     """
     key_expr = pl.coalesce(pl.col("session"), pl.col("ip")) if key == "session" else pl.col("ip")
     host = pl.col("host").fill_null("")
-    df = records.with_columns(
+    # templates and their tags are worked out once per distinct method and path (without query):
+    # far fewer than records
+    df = records.with_columns(_res=endpoints.resource(pl.col("path")))
+    templates = (
+        df.select("method", "_res")
+        .unique()
+        .with_columns(_tpl=pl.col("method") + " " + endpoints.template(pl.col("_res")))
+        .with_columns(**endpoints.tags(pl.col("_tpl"), pl.col("method"), sensitive_regex))
+    )
+    tag_names = [c for c in templates.columns if c not in ("method", "_res", "_tpl")]
+    df = df.join(templates, on=["method", "_res"], how="left", nulls_equal=True, maintain_order="left")
+    df = df.with_columns(
         key=key_expr,
-        template=pl.col("method") + " " + endpoints.template(pl.col("path")),
+        template=pl.col("_tpl"),
         probe=endpoints.probe(pl.col("path")),
         ua_hash=pl.col("ua").hash(7),
         host_hash=host.hash(13),
         # assets (css, js, images, fonts) are not breadth: a slide deck with 300 images is one page
         path_hash=pl.when(endpoints.static_asset(pl.col("path")))
         .then(None)
-        .otherwise((host + pl.col("path").str.replace(r"[?#].*$", "")).hash(11)),
+        .otherwise((host + pl.col("_res")).hash(11)),
     )
-    df = df.with_columns(
-        tpl_hash=(host + pl.col("template")).hash(17),
-        **endpoints.tags(pl.col("template"), pl.col("method"), sensitive_regex),
-    )
+    tags = df.select(tag_names)  # after tpl_hash, as they always came
+    df = df.drop("_res", "_tpl", *tag_names).with_columns(tpl_hash=(host + pl.col("template")).hash(17))
+    df = df.with_columns(tags)
     uas = df.select(pl.col("ua").unique())["ua"]
     classes = classifier.classify_series(uas).select("ua", "ua_class", "ua_signature")
     df = df.join(classes, on="ua", how="left", nulls_equal=True).with_columns(

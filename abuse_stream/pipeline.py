@@ -32,7 +32,7 @@ from abuse_stream.ingest.schema import Rejected
 from abuse_stream.policy import ExceptionEntry, exception_list
 from abuse_stream.scoring import confidence_columns, detections
 from abuse_stream.verdicts import VerdictBook
-from abuse_stream.window import WindowState
+from abuse_stream.window import WindowState, aggregate_records
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,17 @@ class BatchOutput:
         self.ip_changes += other.ip_changes
         self.rejected += other.rejected
         self.accepted += other.accepted
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """Lines parsed and enriched (:meth:`Pipeline.prepare_lines`), not yet in the windows."""
+
+    lines: Sequence[bytes]
+    rejected: list[Rejected]
+    records: int  # accepted by the parser
+    enriched: pl.DataFrame | None  # None without records
+    aggregated: pl.DataFrame | None = None  # window.aggregate_records(enriched): the windows' input
 
 
 @dataclass
@@ -117,8 +128,18 @@ class Pipeline:
 
         ``sources`` optionally names each line's source (its Kafka partition) for per-source watermarks.
         """
+        return self.process_prepared(self.prepare_lines(lines, sources, offsets))
+
+    def prepare_lines(
+        self,
+        lines: Sequence[bytes],
+        sources: Sequence[int] | None = None,
+        offsets: Sequence[int] | None = None,
+    ) -> PreparedBatch:
+        """The first half of :meth:`process_lines`: parse, enrich, aggregate per client and bucket. It
+        reads and changes no window, baseline or verdict state, so ``replay`` runs it a batch ahead on
+        a second thread."""
         result = self.parser.parse(lines)
-        self.stats.lines += len(lines)
         bad = {r.index for r in result.rejected}
         good_idx = np.delete(np.arange(len(lines), dtype=np.int64), sorted(bad))  # no per-line Python
         records = result.records.with_columns(_line=pl.Series(good_idx, dtype=pl.Int64))
@@ -126,18 +147,34 @@ class Pipeline:
             records = records.with_columns(_src=pl.Series(np.asarray(sources, dtype=np.int64)[good_idx]))
         if offsets is not None:
             records = records.with_columns(_off=pl.Series(np.asarray(offsets, dtype=np.int64)[good_idx]))
-        out = self.process_records(records, lines)
-        out.rejected = list(result.rejected) + out.rejected
-        self._count_rejects(result.rejected)
+        enriched = self.enrich(records) if records.height else None
+        w = self.cfg.window
+        agg = None if enriched is None else aggregate_records(enriched, w.step_s, w.max_paths_per_bucket)
+        return PreparedBatch(lines, result.rejected, records.height, enriched, agg)
+
+    def process_prepared(self, batch: PreparedBatch) -> BatchOutput:
+        """The second half of :meth:`process_lines`, in input order: windows, judgement, verdicts."""
+        self.stats.lines += len(batch.lines)
+        out = self._process_enriched(batch.enriched, batch.records, batch.lines, batch.aggregated)
+        out.rejected = list(batch.rejected) + out.rejected
+        self._count_rejects(batch.rejected)
         return out
 
     def process_records(self, records: pl.DataFrame, lines: Sequence[bytes] | None = None) -> BatchOutput:
         """Run canonical records (optionally with a ``_line`` index into ``lines``) through the stages."""
+        return self._process_enriched(self.enrich(records) if records.height else None, records.height, lines)
+
+    def _process_enriched(
+        self,
+        enriched: pl.DataFrame | None,
+        records: int,
+        lines: Sequence[bytes] | None,
+        aggregated: pl.DataFrame | None = None,
+    ) -> BatchOutput:
         out = BatchOutput()
-        if records.height:
-            enriched = self.enrich(records)
-            late = self.window.add(enriched)
-            out.accepted = records.height - late.height
+        if enriched is not None:
+            late = self.window.add(enriched, aggregated)
+            out.accepted = records - late.height
             self.stats.accepted += out.accepted
             if late.height:
                 late_rej = self._late_rejects(late, lines)
@@ -238,8 +275,7 @@ class Pipeline:
         ctx = DetectContext(step_s=w.step_s, window_s=w.length_s, baselines=self.baselines)
         parts = [feats]
         for d in self.detectors:
-            f = check_findings(d.name, d.evaluate(feats, ctx), feats.height)
-            parts.append(f.rename({c: f"{d.name}__{c}" for c in f.columns}))
+            parts.append(check_findings(d.name, d.evaluate(feats, ctx), feats.height, prefix=f"{d.name}__"))
         scored = confidence_columns(pl.concat(parts, how="horizontal"), self.cfg.detection.bot_types)
         if self.keep_findings:
             keep = ["key", "ip", "bucket", "window_end"] + [
@@ -247,16 +283,16 @@ class Pipeline:
             ]
             self._findings.append(scored.select(keep))
         hits = detections(scored, self.cfg)
-        verdicts, changes = self.book.decide(scored, hits, self._evidence)
+        verdicts, changes = self.book.decide(scored, hits, evidence_many=self._evidence_many)
         for v in verdicts:
             self.stats.verdicts_by_type[v["bot_type"]] = self.stats.verdicts_by_type.get(v["bot_type"], 0) + 1
         self._pending.append((scored, self._flagged(scored, hits)))
         self.pending_epoch = epoch
         return verdicts, changes
 
-    def _evidence(self, key: str, window_start: float, window_end: float) -> dict[str, Any]:
+    def _evidence_many(self, wanted: list[tuple[str, float, float]]) -> list[dict[str, Any]]:
         step = self.cfg.window.step_s
-        return self.window.evidence(key, round(window_start / step), round(window_end / step) - 1)
+        return self.window.evidence_many([(k, round(s / step), round(e / step) - 1) for k, s, e in wanted])
 
     def findings_frame(self) -> pl.DataFrame:
         """Every finding kept since the start (``keep_findings``), one row per client and window step."""

@@ -78,19 +78,13 @@ def detections(scored: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     )
     bts = list(cfg.detection.bot_types)
     long = (
-        scored.with_row_index("row")
-        .select(
-            "row",
-            "host",
-            pl.concat_list(
-                [pl.struct(bot_type=pl.lit(bt), confidence=pl.col(f"conf__{bt}")) for bt in bts]
-            ).alias("c"),
-        )
-        .explode("c")
-        .unnest("c")
+        scored.select("host", *[f"conf__{bt}" for bt in bts])
+        .with_row_index("row")
+        .unpivot(index=["row", "host"], variable_name="bot_type", value_name="confidence")
+        .with_columns(pl.col("bot_type").str.strip_prefix("conf__"))
     )
     verified = (
-        scored.with_row_index("row").select("row", pl.col("crawler_verified").fill_null(False))
+        scored.select(pl.col("crawler_verified").fill_null(False)).with_row_index("row")
         if ("crawler_verified" in scored.columns)
         else None
     )

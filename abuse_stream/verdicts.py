@@ -90,24 +90,33 @@ class VerdictBook:
         scored: pl.DataFrame,
         hits: pl.DataFrame,
         evidence: Callable[[str, float, float], dict[str, Any]] | None = None,
+        evidence_many: Callable[[list[tuple[str, float, float]]], list[dict[str, Any]]] | None = None,
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Turn detections (``scoring.detections`` rows over ``scored``) into verdicts and list changes.
 
         ``scored`` may span several window steps; they are taken in event-time order, and entries
         that lapse between steps are removed (and reported) before the next step's detections.
-        ``evidence(key, window_start, window_end)`` returns the requests behind a verdict.
+        ``evidence(key, window_start, window_end)`` returns the requests behind a verdict;
+        ``evidence_many`` does the same for a list of such triples at once (one call per decision
+        round instead of one per verdict; used instead of ``evidence`` when given).
         """
         verdicts: list[dict[str, Any]] = []
         changes: list[dict[str, Any]] = []
         if hits.height == 0:
             return verdicts, changes
-        rows = scored.with_row_index("row").join(hits.select("row").unique(), on="row", how="semi")
+        used = set(_ROW_FIELDS) | {f"{d}__{c}" for d in self.detector_names for c in _FINDING_FIELDS}
+        rows = (
+            scored.select(c for c in scored.columns if c in used)  # only what is read below
+            .with_row_index("row")
+            .join(hits.select("row").unique(), on="row", how="semi")
+        )
         by_row = {r["row"]: r for r in rows.iter_rows(named=True)}
         ordered = sorted(
             hits.iter_rows(named=True),
             key=lambda h: (by_row[h["row"]]["window_end"], by_row[h["row"]]["key"], h["bot_type"]),
         )
         current_end = None
+        wanted: list[tuple[str, float, float]] = []  # evidence_many: one triple per verdict, in order
         for h in ordered:
             r = by_row[h["row"]]
             window_start, window_end = float(r["window_start"]), float(r["window_end"])
@@ -148,17 +157,18 @@ class VerdictBook:
             }
             if excepted is not None:
                 verdict["exception"] = excepted.describe()
-            if evidence is not None:
-                ev = evidence(key, window_start, window_end)
-                if ev:
-                    ev["first_request"] = rfc3339(ev["first_request"])
-                    ev["last_request"] = rfc3339(ev["last_request"])
-                    verdict["evidence"] = ev
+            if evidence_many is not None:
+                wanted.append((key, window_start, window_end))
+            elif evidence is not None:
+                _attach_evidence(verdict, evidence(key, window_start, window_end))
             verdicts.append(verdict)
             self.stats.verdicts += 1
             self.active[(key, bt)] = expires if expires is not None else detected_at + float(h["duration_s"])
             if action != "monitor":
                 changes.append(self._list(r["ip"], action, bt, vid, expires, detected_at, dets))
+        if evidence_many is not None and wanted:  # "evidence" is the last key either way
+            for verdict, ev in zip(verdicts, evidence_many(wanted), strict=True):
+                _attach_evidence(verdict, ev)
         return verdicts, changes
 
     # -- internals -------------------------------------------------------------------------------
@@ -262,6 +272,17 @@ class VerdictBook:
             "source": "detector",
             "changed_at": rfc3339(at),
         }
+
+
+_ROW_FIELDS = ("key", "ip", "session", "host", "window_start", "window_end", "last_ts", "requests")
+_FINDING_FIELDS = ("fired_types", "fired", "value", "baseline", "threshold", "worked", "detail")
+
+
+def _attach_evidence(verdict: dict[str, Any], ev: dict[str, Any]) -> None:
+    if ev:
+        ev["first_request"] = rfc3339(ev["first_request"])
+        ev["last_request"] = rfc3339(ev["last_request"])
+        verdict["evidence"] = ev
 
 
 def _num(v: Any) -> float | None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -102,6 +103,7 @@ BUCKET_SCHEMA: dict[str, pl.DataType] = {
 }
 
 TOP_ENDPOINTS = 5  # per bucket, for the evidence behind a verdict
+_STATUS_COUNTERS = ("n_2xx", "n_3xx", "n_4xx", "n_5xx")  # evidence "statuses"
 
 
 def _top(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
@@ -245,8 +247,12 @@ class WindowState:
         keys = [f.select("key") for _, f in self.closed] + [self.open.select("key")]
         return pl.concat(keys).n_unique() if keys else 0
 
-    def add(self, records: pl.DataFrame) -> pl.DataFrame:
-        """Merge enriched records into the open buckets; returns the rows that were too late."""
+    def add(self, records: pl.DataFrame, aggregated: pl.DataFrame | None = None) -> pl.DataFrame:
+        """Merge enriched records into the open buckets; returns the rows that were too late.
+
+        ``aggregated``: :func:`aggregate_records` of ``records``, worked out ahead (it needs no state);
+        used when no record is late, else the records that are not late are aggregated here.
+        """
         if records.height == 0:
             return records
         late_mask = None
@@ -259,7 +265,11 @@ class WindowState:
             late = records.clear()
         self.stats.late += late.height
         if records.height:
-            agg = aggregate_records(records, self.cfg.step_s, self.cfg.max_paths_per_bucket)
+            agg = (
+                aggregated
+                if aggregated is not None and late.height == 0
+                else aggregate_records(records, self.cfg.step_s, self.cfg.max_paths_per_bucket)
+            )
             self.open = (
                 agg
                 if self.open.height == 0
@@ -342,32 +352,94 @@ class WindowState:
 
     def evidence(self, key: str, first_bucket: int, last_bucket: int) -> dict[str, object]:
         """The requests behind a judgement: time range, counts, top endpoints, statuses, worst UA."""
-        rows = [f.filter(pl.col("key") == key) for b, f in self.closed if first_bucket <= b <= last_bucket]
-        df = pl.concat(rows) if rows else pl.DataFrame(schema=BUCKET_SCHEMA)
-        if df.height == 0:
-            return {}
+        return self.evidence_many([(key, first_bucket, last_bucket)])[0]
+
+    def evidence_many(self, requests: Sequence[tuple[str, int, int]]) -> list[dict[str, object]]:
+        """:meth:`evidence` for many ``(key, first_bucket, last_bucket)`` at once, in one vectorised
+        pass over the closed buckets (cost grows with the verdicts' buckets, not verdicts x buckets).
+
+        Per request: ``first_request`` / ``last_request`` (event time), ``requests``, the
+        ``TOP_ENDPOINTS`` most requested ``top_endpoints`` (ties by name), ``statuses`` per class and
+        up to 3 ``user_agents``, worst UA class first (ties: oldest bucket first); ``{}`` when the
+        client has no closed bucket in the range.
+        """
+        if not requests:
+            return []
+        req = pl.DataFrame(
+            {
+                "_req": range(len(requests)),
+                "key": [r[0] for r in requests],
+                "_lo": [r[1] for r in requests],
+                "_hi": [r[2] for r in requests],
+            },
+            schema={"_req": pl.Int64, "key": pl.String, "_lo": pl.Int64, "_hi": pl.Int64},
+        )
+        lo, hi = min(r[1] for r in requests), max(r[2] for r in requests)
+        keys = req["key"].unique().implode()
+        cols = [
+            "key",
+            "bucket",
+            "first_ts",
+            "last_ts",
+            "n",
+            *_STATUS_COUNTERS,
+            "ua_class",
+            "ua",
+            "top_endpoints",
+        ]
+        parts = [f for b, f in self.closed if lo <= b <= hi]
+        out: list[dict[str, object]] = [{} for _ in requests]
+        if not parts:
+            return out
+        rows = (
+            pl.concat(parts, how="vertical")
+            .select(cols)
+            .filter(pl.col("key").is_in(keys))
+            .join(req, on="key", how="inner")
+            .filter(pl.col("bucket").is_between(pl.col("_lo"), pl.col("_hi")))
+            .sort("_req", "bucket")  # a client has one row per closed bucket: a total order
+        )
+        if rows.height == 0:
+            return out
+        # user agents, worst class first; ties in bucket order, except that a class column that never
+        # decreases over the buckets comes out reversed (newest first): what polars' sort of the
+        # per-client concatenation (sorted flag set) always gave, kept so that verdicts do not change
+        never_down = (
+            (pl.col("ua_class").cast(pl.Int16).diff().over("_req").fill_null(0) >= 0).all().over("_req")
+        )
+        rows = rows.with_columns(_tie=pl.when(never_down).then(-pl.col("bucket")).otherwise(pl.col("bucket")))
+        sums = rows.group_by("_req").agg(
+            pl.col("first_ts").min(),
+            pl.col("last_ts").max(),
+            pl.col("n").sum(),
+            *[pl.col(c).sum() for c in _STATUS_COUNTERS],
+            pl.col("ua")
+            .sort_by(["ua_class", "_tie"], descending=[True, False])
+            .unique(maintain_order=True)
+            .alias("uas"),
+        )
         tops = (
-            df.select("top_endpoints")
+            rows.select("_req", "top_endpoints")
             .explode("top_endpoints")
             .unnest("top_endpoints")
             .drop_nulls("endpoint")
-            .group_by("endpoint")
+            .group_by("_req", "endpoint")
             .agg(pl.col("n").sum())
-            .sort(["n", "endpoint"], descending=[True, False])
-            .head(TOP_ENDPOINTS)
+            .sort(["_req", "n", "endpoint"], descending=[False, True, False])
+            .group_by("_req", maintain_order=True)
+            .agg(pl.col("endpoint").head(TOP_ENDPOINTS), pl.col("n").head(TOP_ENDPOINTS))
         )
-        return {
-            "first_request": float(df["first_ts"].min()),  # type: ignore[arg-type]
-            "last_request": float(df["last_ts"].max()),  # type: ignore[arg-type]
-            "requests": int(df["n"].sum()),
-            "top_endpoints": [{"endpoint": e, "requests": int(n)} for e, n in tops.iter_rows()],
-            "statuses": {c: int(df[f"n_{c}"].sum()) for c in ("2xx", "3xx", "4xx", "5xx")},
-            "user_agents": [
-                u
-                for u in df.sort("ua_class", descending=True)["ua"].unique(maintain_order=True).to_list()
-                if u
-            ][:3],
-        }
+        top_of = {i: list(zip(e, n, strict=True)) for i, e, n in tops.iter_rows()}
+        for r in sums.iter_rows(named=True):
+            out[r["_req"]] = {
+                "first_request": float(r["first_ts"]),
+                "last_request": float(r["last_ts"]),
+                "requests": int(r["n"]),
+                "top_endpoints": [{"endpoint": e, "requests": int(n)} for e, n in top_of.get(r["_req"], [])],
+                "statuses": {c.removeprefix("n_"): int(r[c]) for c in _STATUS_COUNTERS},
+                "user_agents": [u for u in r["uas"] if u][:3],
+            }
+        return out
 
     def flush(self) -> pl.DataFrame:
         """End of stream: close every open bucket."""
@@ -412,16 +484,14 @@ def campaigns(frames: list[pl.DataFrame], buckets: list[int], buckets_per_window
     once before getting in.
     """
     schema = {"bucket": pl.Int64, "host": pl.String, "campaign_failers": pl.Int64}
-    logins = [
-        f.filter(pl.col("n_login") > 0).select("key", "bucket", "host", "n", "n_login", "n_auth_fail")
-        for f in frames
-    ]
-    logins = [f for f in logins if f.height]
-    if not logins:
+    if not frames:
+        return pl.DataFrame(schema=schema)
+    cols = ("key", "bucket", "host", "n", "n_login", "n_auth_fail")
+    logins = pl.concat(frames).select(cols).filter(pl.col("n_login") > 0)
+    if logins.height == 0:
         return pl.DataFrame(schema=schema)
     per = (
-        pl.concat(logins)
-        .with_columns(judged=pl.int_ranges("bucket", pl.col("bucket") + buckets_per_window))
+        logins.with_columns(judged=pl.int_ranges("bucket", pl.col("bucket") + buckets_per_window))
         .explode("judged")
         .filter(pl.col("judged").is_in(buckets))
         .group_by("judged", "host", "key")
@@ -455,10 +525,23 @@ def window_aggregate(buckets: pl.DataFrame, buckets_per_window: int, step_s: flo
         joint=(pl.col("first_ts") - pl.col("last_ts").shift(1)).over("key").clip(lower_bound=0.0)
     )
     inner = pl.col("joint").slice(1)  # the first row's gap points to a bucket outside the window
+    # requests i buckets before each row's bucket: a client has one row per bucket, so that bucket's
+    # row (if any) is at most i rows back (plain shifts, not a filter per window)
+    same = [pl.lit(True)] + [pl.col("_kid").shift(k) == pl.col("_kid") for k in range(1, RECENT_STEPS)]
     recent = [
-        pl.col("n").filter(pl.col("bucket") == pl.col("bucket").max() - i).sum().alias(f"_r{i}")
+        pl.sum_horizontal(
+            pl.when(same[k] & (pl.col("bucket").shift(k) == pl.col("bucket") - i))
+            .then(pl.col("n").shift(k))
+            .otherwise(0)
+            for k in range(i + 1)
+        ).alias(f"_r{i}")
         for i in range(RECENT_STEPS)
     ]
+    win = (
+        win.with_columns(_kid=(pl.col("key") != pl.col("key").shift(1)).fill_null(True).cum_sum())
+        .with_columns(recent)
+        .drop("_kid")
+    )
     out = win.rolling(index_column="bucket", period=f"{buckets_per_window}i", group_by="key").agg(
         *_common_aggs(),
         pl.col("first_ts").min(),
@@ -468,7 +551,7 @@ def window_aggregate(buckets: pl.DataFrame, buckets_per_window: int, step_s: flo
         (pl.col("gap_n").sum() + inner.count()).alias("gap_n"),
         *[_explode(name).n_unique().alias(f"distinct_{name}") for name in SETS],
         pl.len().alias("active_steps"),
-        *recent,
+        *[pl.col(f"_r{i}").last() for i in range(RECENT_STEPS)],
     )
     out = out.with_columns(
         recent_counts=pl.concat_list([pl.col(f"_r{i}") for i in reversed(range(RECENT_STEPS))]),

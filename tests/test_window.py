@@ -168,3 +168,72 @@ def test_a_partition_read_ahead_does_not_make_another_partitions_records_late():
     steps = steps_of(w.close_ready())
     assert {s.end - T0 for s in steps} == {10.0, 20.0, 30.0, 40.0, 50.0}
     assert all(sorted(s.clients["key"].to_list()) == ["1.1.1.1", "2.2.2.2"] for s in steps)
+
+
+def _evidence_one_by_one(w: WindowState, key: str, first: int, last: int) -> dict[str, object]:
+    """The per-client evidence as first written (one filter per closed bucket): the reference."""
+    rows = [f.filter(pl.col("key") == key) for b, f in w.closed if first <= b <= last]
+    df = pl.concat(rows) if rows else pl.DataFrame()
+    if df.height == 0:
+        return {}
+    tops = (
+        df.select("top_endpoints")
+        .explode("top_endpoints")
+        .unnest("top_endpoints")
+        .drop_nulls("endpoint")
+        .group_by("endpoint")
+        .agg(pl.col("n").sum())
+        .sort(["n", "endpoint"], descending=[True, False])
+        .head(5)
+    )
+    return {
+        "first_request": float(df["first_ts"].min()),  # type: ignore[arg-type]
+        "last_request": float(df["last_ts"].max()),  # type: ignore[arg-type]
+        "requests": int(df["n"].sum()),
+        "top_endpoints": [{"endpoint": e, "requests": int(n)} for e, n in tops.iter_rows()],
+        "statuses": {c: int(df[f"n_{c}"].sum()) for c in ("2xx", "3xx", "4xx", "5xx")},
+        "user_agents": [
+            u for u in df.sort("ua_class", descending=True)["ua"].unique(maintain_order=True).to_list() if u
+        ][:3],
+    }
+
+
+def test_evidence_for_many_verdicts_at_once_matches_one_by_one():
+    import random
+
+    rnd = random.Random(3)
+    uas = ["Mozilla/5.0", "curl/8.0", "python-requests/2.31", "sqlmap/1.7", "Go-http-client/1.1", ""]
+    rows = [
+        record(
+            T0 + rnd.uniform(0, 200),
+            ip=f"10.0.0.{rnd.randrange(6)}",
+            path=f"/p/{rnd.randrange(9)}",
+            status=rnd.choice([200, 200, 301, 404, 500]),
+            ua=rnd.choice(uas),
+        )
+        for _ in range(1500)
+    ]
+    w = state(length_s=300.0)
+    w.add(enriched(frame(sorted(rows, key=lambda r: r["ts"]))))
+    w.flush()
+    buckets = [b for b, _ in w.closed]
+    wanted = [
+        (f"10.0.0.{i}", lo, hi)
+        for i in range(7)  # 10.0.0.6 never came: {}
+        for lo, hi in ((buckets[0], buckets[-1]), (buckets[3], buckets[9]), (buckets[5], buckets[5]))
+    ]
+    assert w.evidence_many(wanted) == [_evidence_one_by_one(w, *x) for x in wanted]
+    assert w.evidence_many([]) == []
+
+
+def test_evidence_user_agents_worst_first_in_the_order_evidence_always_had():
+    plan = {"1.1.1.1": ["a/1", "b/1", "c/1"], "2.2.2.2": ["a/1", "scanner-1", "b/1", "scanner-2"]}
+    rows = [record(T0 + 10 * i + 1, ip=ip, ua=ua) for ip, uas in plan.items() for i, ua in enumerate(uas)]
+    w = state(length_s=300.0)
+    w.add(enriched(frame(sorted(rows, key=lambda r: r["ts"]))))
+    w.flush()
+    lo, hi = w.closed[0][0], w.closed[-1][0]
+    got = w.evidence_many([("1.1.1.1", lo, hi), ("2.2.2.2", lo, hi)])
+    # a class that never decreases over the buckets: newest first; otherwise worst class first, oldest first
+    assert [g["user_agents"] for g in got] == [["c/1", "b/1", "a/1"], ["scanner-1", "scanner-2", "a/1"]]
+    assert got == [_evidence_one_by_one(w, k, lo, hi) for k in plan]

@@ -111,19 +111,22 @@ def above_normal(factor: float, floor: float, warmup: float) -> pl.Expr:
     )
 
 
-def check_findings(name: str, findings: pl.DataFrame, rows: int) -> pl.DataFrame:
-    """Validate a detector's output and bring it to the finding schema (shared by all detectors)."""
+def check_findings(name: str, findings: pl.DataFrame, rows: int, prefix: str = "") -> pl.DataFrame:
+    """Validate a detector's output and bring it to the finding schema (shared by all detectors).
+
+    ``prefix`` is put before every column name (the pipeline's ``<detector>__``), in the same pass.
+    """
     if findings.height != rows:
         raise ValueError(f"detector {name} returned {findings.height} findings for {rows} clients")
     missing = [c for c in FINDING_SCHEMA if c not in findings.columns]
     if missing:
         raise ValueError(f"detector {name} findings lack columns {missing}")
-    cols = [pl.col(c).cast(t) for c, t in FINDING_SCHEMA.items()]
-    cols += [
-        (pl.col(c).cast(t) if c in findings.columns else pl.lit(None, t).alias(c))
+    worked = pl.col("worked").cast(pl.Boolean).fill_null(False)
+    cols = {c: pl.col(c).cast(t) for c, t in FINDING_SCHEMA.items()}
+    cols["fired"] = pl.col("fired").cast(pl.Boolean).fill_null(False) & worked
+    cols["worked"] = worked
+    cols.update(
+        (c, pl.col(c).cast(t) if c in findings.columns else pl.lit(None, t))
         for c, t in OPTIONAL_FINDING_SCHEMA.items()
-    ]
-    return findings.select(cols).with_columns(
-        pl.col("fired").fill_null(False) & pl.col("worked").fill_null(False),
-        pl.col("worked").fill_null(False),
     )
+    return findings.select(e.alias(prefix + c) for c, e in cols.items())

@@ -884,3 +884,54 @@ def test_real_apache_log(fmt: str) -> None:
     first = recs.row(0, named=True)
     assert first["ts"] == COMBINED_TS and first["bytes"] == 203023
     assert first["path"] == "/presentations/logstash-monitorama-2013/images/kibana-search.png"
+
+
+@pytest.mark.parametrize("fmt", ["json", "auto"])
+def test_an_alias_anywhere_in_the_batch_is_read_like_alone(fmt: str) -> None:
+    """Batches without alias names are read with the canonical columns only; one aliased line (or a
+    key spelled with a \\u escape) anywhere in the batch still gets every column."""
+    aliased = [
+        jline(ts=TS, remote_addr="5.6.7.8", method="GET", path="/a", status=200),
+        b'{"ts": 1714564800, "remote\\u005faddr": "9.9.9.9", "method": "GET", "path": "/b", "status": 200}',
+        jline(ts=TS, ip="1.2.3.4", request_method="POST", path="/c", status=201, http_user_agent="x"),
+    ]
+    plain = [jline(**ok(path=f"/p{i}", ua="curl/8")) for i in range(5)]
+    for line in aliased:
+        alone = parse([line], fmt)
+        batch = parse([*plain, line, *plain], fmt)
+        assert not alone.rejected and not batch.rejected
+        assert batch.records.row(5) == alone.records.row(0)
+        assert batch.records.slice(0, 5).equals(parse(plain, fmt).records)
+
+
+def test_iso_utc_fast_path_matches_the_general_parser() -> None:
+    from abuse_stream.ingest.parse import _ISO_FMT, _parse_iso_utc, _parse_ts, _strptime_epoch
+
+    values = [
+        "2026-11-01T00:00:00Z",
+        "2026-11-01T23:59:59.5Z",
+        "2024-02-29T12:00:00.123456789Z",
+        "2000-01-01T00:00:00.000Z",
+    ]
+    s = pl.Series(values)
+    assert _parse_iso_utc(s) is not None
+    assert _parse_iso_utc(s).equals(_strptime_epoch(s, _ISO_FMT))  # type: ignore[union-attr]
+    assert _parse_ts(s).to_list() == _strptime_epoch(s, _ISO_FMT).to_list()
+    # anything else (an offset, an impossible date, a number, a null) takes the general path
+    for odd in ("2026-11-01T00:00:00+01:00", "2023-02-29T00:00:00Z", "1714564800", None):
+        assert _parse_iso_utc(pl.Series([*values, odd])) is None
+    assert _parse_ts(pl.Series(["2023-02-29T00:00:00Z", "2026-11-01T00:00:00Z"])).to_list() == [
+        None,
+        datetime(2026, 11, 1, tzinfo=UTC).timestamp(),
+    ]
+
+
+def test_ip_check_per_distinct_value_matches_per_row() -> None:
+    from abuse_stream.ingest.parse import _normalise_ips
+
+    values = ["1.2.3.4", None, "::ffff:1.2.3.4", "300.1.1.1", "x", "2001:db8::1", "01.2.3.4", ""]
+    many = pl.Series(values * 10)  # few distinct values: checked once each
+    assert (
+        _normalise_ips(many).to_list()
+        == [_normalise_ips(pl.Series([v], dtype=pl.String))[0] for v in values] * 10
+    )
