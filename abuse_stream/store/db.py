@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, bindparam, create_engine, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -213,37 +213,66 @@ class Store:
                 .values(rows)
                 .on_conflict_do_nothing(index_elements=["change_id"])
             )
-            for r in rows:  # in order: the entry table is the state after the last change
-                self._apply_entry(conn, r)
+            self._apply_entries(conn, rows)
 
-    def _apply_entry(self, conn: Any, r: dict[str, Any]) -> None:
-        if r["op"] == "remove":
+    def _apply_entries(self, conn: Any, rows: Sequence[dict[str, Any]]) -> None:
+        """Bring ``ip_list_entries`` to the state after ``rows`` (changes in order), in two statements.
+
+        Per (list, value) the batch's changes collapse to their end state: the last add/extend's
+        values (``added_at`` from the first: a new row keeps when it was first listed), removed if a
+        remove came after it. Values only removed in this batch close their open row.
+        """
+        upserts: dict[tuple[str, str], dict[str, Any]] = {}
+        removals: dict[tuple[str, str], datetime] = {}
+        for r in rows:
+            k = (r["list"], r["value"])
+            if r["op"] == "remove":
+                if k in upserts:
+                    upserts[k]["removed_at"] = upserts[k]["updated_at"] = r["changed_at"]
+                else:
+                    removals[k] = r["changed_at"]
+                continue
+            removals.pop(k, None)  # listed again: the upsert below reopens the row
+            first = upserts.get(k)
+            upserts[k] = {
+                "list": r["list"],
+                "value": r["value"],
+                "expires_at": r["expires_at"],
+                "reason": r["reason"],
+                "bot_type": r["bot_type"],
+                "verdict_id": r["verdict_id"],
+                "source": r["source"],
+                "added_at": first["added_at"] if first else r["changed_at"],
+                "updated_at": r["changed_at"],
+                "removed_at": None,
+            }
+        if upserts:
+            stmt = self._insert(ip_list_entries).values(list(upserts.values()))
+            update = {
+                k: stmt.excluded[k]
+                for k in (
+                    "expires_at",
+                    "reason",
+                    "bot_type",
+                    "verdict_id",
+                    "source",
+                    "updated_at",
+                    "removed_at",
+                )
+            }
+            conn.execute(stmt.on_conflict_do_update(index_elements=["list", "value"], set_=update))
+        if removals:
+            e = ip_list_entries.c
             conn.execute(
                 ip_list_entries.update()
-                .where((ip_list_entries.c.list == r["list"]) & (ip_list_entries.c.value == r["value"]))
-                .where(ip_list_entries.c.removed_at.is_(None))
-                .values(removed_at=r["changed_at"], updated_at=r["changed_at"])
+                .where(
+                    (e.list == bindparam("k_list"))
+                    & (e.value == bindparam("k_value"))
+                    & e.removed_at.is_(None)
+                )
+                .values(removed_at=bindparam("at"), updated_at=bindparam("at")),
+                [{"k_list": lst, "k_value": v, "at": at} for (lst, v), at in removals.items()],
             )
-            return
-        values = {
-            "list": r["list"],
-            "value": r["value"],
-            "expires_at": r["expires_at"],
-            "reason": r["reason"],
-            "bot_type": r["bot_type"],
-            "verdict_id": r["verdict_id"],
-            "source": r["source"],
-            "added_at": r["changed_at"],
-            "updated_at": r["changed_at"],
-            "removed_at": None,
-        }
-        stmt = self._insert(ip_list_entries).values(values)
-        update = {
-            k: stmt.excluded[k]
-            for k in ("expires_at", "reason", "bot_type", "verdict_id", "source", "updated_at")
-        }
-        update["removed_at"] = None
-        conn.execute(stmt.on_conflict_do_update(index_elements=["list", "value"], set_=update))
 
     # -- the exception list --------------------------------------------------------------------------
 
@@ -306,8 +335,8 @@ class Store:
 
     def _save_positions(self, conn: Any, pos: PositionUpdate) -> None:
         now = datetime.now(UTC)
-        for partition, replay_from in pos.replay_from.items():
-            row = {
+        rows = [
+            {
                 "group_id": pos.group_id,
                 "topic": pos.topic,
                 "partition": partition,
@@ -315,13 +344,17 @@ class Store:
                 "judged_until": pos.judged_until.get(partition),
                 "updated_at": now,
             }
-            stmt = self._insert(consumer_state).values(row)
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["group_id", "topic", "partition"],
-                    set_={k: stmt.excluded[k] for k in ("replay_from", "judged_until", "updated_at")},
-                )
+            for partition, replay_from in sorted(pos.replay_from.items())
+        ]
+        if not rows:
+            return
+        stmt = self._insert(consumer_state).values(rows)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["group_id", "topic", "partition"],
+                set_={k: stmt.excluded[k] for k in ("replay_from", "judged_until", "updated_at")},
             )
+        )
 
     def load_positions(self, group_id: str, topic: str) -> dict[int, tuple[int, int | None]]:
         """partition -> (replay_from, judged_until) saved by the last delivered batch."""

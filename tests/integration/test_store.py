@@ -228,3 +228,50 @@ def test_health_reports_each_dependency(db_url, kafka_bootstrap):
         env={"DATABASE_URL": db_url, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"},
     )
     assert res.exit_code == 1 and "kafka     DOWN" in res.output
+
+
+def _entries(store: Store) -> list[dict]:
+    from sqlalchemy import select
+
+    from abuse_stream.store.models import ip_list_entries
+
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(ip_list_entries).order_by("list", "value")).mappings()
+        return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
+
+
+def test_one_batch_of_changes_leaves_the_entries_that_one_batch_per_change_leaves(db_url, tmp_path):
+    """Entries are written in bulk (a batch's changes collapse per IP); the end state must be the one
+    of applying the changes one by one, for every order of add / extend / remove in a batch."""
+    a, b, c, d = "198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"
+    t = "2026-11-01T00:{:02d}:00.000Z".format
+    first = [change("add", t(0), t(50), "v0", a), change("add", t(1), t(50), "v0", d)]
+    second = [
+        change("extend", t(2), t(55), "v1", a),  # existing: extended, then removed, then re-added
+        change("remove", t(3), t(3), "v1", a),
+        change("add", t(4), t(58), "v2", a),
+        change("add", t(5), t(30), "v3", b),  # new: added and removed in the same batch
+        change("remove", t(6), t(6), "v3", b),
+        change("add", t(7), t(40), "v4", c),  # new: added, then extended
+        change("extend", t(8), t(45), "v5", c),
+        change("remove", t(9), t(9), "v0", d),  # existing: only removed
+    ]
+    migrate(db_url)
+    bulk = Store(db_url)
+    bulk.write_batch([], first)
+    bulk.write_batch([], second)
+    got = _entries(bulk)
+    with bulk.engine.begin() as conn:
+        for table in ("ip_list_changes", "ip_list_entries"):
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+    for ch in first + second:
+        bulk.write_batch([], [ch])
+    one_by_one = _entries(bulk)
+    bulk.close()
+    assert got == one_by_one
+    assert [(e["value"], e["verdict_id"], e["removed_at"] is None) for e in got] == [
+        (a, "v2", True),
+        (b, "v3", False),
+        (c, "v5", True),
+        (d, "v0", False),
+    ]
