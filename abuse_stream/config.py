@@ -60,7 +60,9 @@ class KafkaConfig(_Frozen):
     dlq_topic: str = "access-logs.dlq"
     verdicts_topic: str = "abuse.verdicts"
     ip_lists_topic: str = "abuse.ip-lists"
-    batch_size: int = Field(20000, gt=0, description="max messages per consume() call")
+    batch_size: int = Field(
+        100_000, gt=0, description="max messages per consume() call (a catching-up service reads this many)"
+    )
     batch_timeout_s: float = Field(0.5, gt=0)
     session_timeout_ms: int = Field(45000, ge=1000)
     create_topics: bool = True

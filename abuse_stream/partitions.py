@@ -20,14 +20,26 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from abuse_stream.config import Config
-from abuse_stream.pipeline import BatchOutput, Pipeline, PipelineStats
+from abuse_stream.ingest.schema import Rejected
+from abuse_stream.pipeline import BatchOutput, Pipeline, PipelineStats, PreparedBatch
 from abuse_stream.policy import ExceptionEntry
 from abuse_stream.verdicts import ListEntry, VerdictBook
+from abuse_stream.window import aggregate_records
+
+
+@dataclass(frozen=True)
+class PreparedParts:
+    """A batch parsed and enriched once, split into its partitions' window input."""
+
+    lines: Sequence[bytes]
+    rejected: list[Rejected]  # parse errors, indexed into ``lines``
+    parts: dict[int, PreparedBatch]
 
 
 class PartitionedPipeline:
@@ -59,29 +71,41 @@ class PartitionedPipeline:
     def process_lines(
         self, lines: Sequence[bytes], sources: Sequence[int], offsets: Sequence[int]
     ) -> BatchOutput:
-        """Split a batch by partition and run each part through its partition's pipeline.
+        """Run a batch through its partitions' pipelines (``prepare`` then ``process_prepared``).
 
         Dead letters keep their index into ``lines`` (the caller maps them back to messages).
         """
-        src = np.asarray(sources, dtype=np.int64)
-        off = np.asarray(offsets, dtype=np.int64)
-        out = BatchOutput()
-        present = np.unique(src).tolist()
-        for part in present:
-            idx: np.ndarray | None = None
-            if len(present) == 1:  # the whole batch is one partition's: no copy
-                sub = lines
-            else:
-                idx = np.flatnonzero(src == part)
-                sub = [lines[i] for i in idx.tolist()]
-            o = self.get(part).process_lines(
-                sub, np.full(len(sub), part, dtype=np.int64), off if idx is None else off[idx]
-            )
-            if idx is not None:
-                o.rejected = [
-                    dataclasses.replace(r, index=int(idx[r.index])) if r.index >= 0 else r for r in o.rejected
-                ]
-            out.extend(o)
+        return self.process_prepared(self.prepare(lines, sources, offsets))
+
+    def prepare(
+        self, lines: Sequence[bytes], sources: Sequence[int], offsets: Sequence[int]
+    ) -> PreparedParts:
+        """Parse and enrich the whole batch once, then aggregate each partition's records apart.
+
+        Reads and changes no partition state, so the service runs it a batch ahead on a worker thread.
+        """
+        whole = self.template.prepare_lines(lines, sources, offsets, aggregate=False)
+        parts: dict[int, PreparedBatch] = {}
+        if whole.enriched is not None:
+            w = self.cfg.window
+            values, counts = np.unique(np.asarray(sources, dtype=np.int64), return_counts=True)
+            per_part = dict(zip(values.tolist(), counts.tolist(), strict=True))
+            for (part,), frame in whole.enriched.partition_by("_src", as_dict=True).items():
+                parts[int(part)] = PreparedBatch(  # type: ignore[arg-type]
+                    lines,  # late records name their line in the whole batch
+                    [],
+                    frame.height,
+                    frame,
+                    aggregate_records(frame, w.step_s, w.max_paths_per_bucket),
+                    line_count=per_part[int(part)],  # type: ignore[arg-type]
+                )
+        return PreparedParts(lines, whole.rejected, parts)
+
+    def process_prepared(self, prepared: PreparedParts) -> BatchOutput:
+        """Windows, judgement and verdicts of a prepared batch, partition by partition."""
+        out = BatchOutput(rejected=list(prepared.rejected))
+        for part, batch in sorted(prepared.parts.items()):
+            out.extend(self.get(part).process_prepared(batch))
         return out
 
     def advance_idle(self, idle_s: float) -> BatchOutput:

@@ -60,6 +60,7 @@ class PreparedBatch:
     records: int  # accepted by the parser
     enriched: pl.DataFrame | None  # None without records
     aggregated: pl.DataFrame | None = None  # window.aggregate_records(enriched): the windows' input
+    line_count: int | None = None  # lines this batch stands for (default: len(lines))
 
 
 @dataclass
@@ -135,10 +136,11 @@ class Pipeline:
         lines: Sequence[bytes],
         sources: Sequence[int] | None = None,
         offsets: Sequence[int] | None = None,
+        aggregate: bool = True,
     ) -> PreparedBatch:
         """The first half of :meth:`process_lines`: parse, enrich, aggregate per client and bucket. It
         reads and changes no window, baseline or verdict state, so ``replay`` runs it a batch ahead on
-        a second thread."""
+        a second thread. ``aggregate=False`` leaves the aggregation to the caller (per partition)."""
         result = self.parser.parse(lines)
         bad = {r.index for r in result.rejected}
         good_idx = np.delete(np.arange(len(lines), dtype=np.int64), sorted(bad))  # no per-line Python
@@ -149,12 +151,16 @@ class Pipeline:
             records = records.with_columns(_off=pl.Series(np.asarray(offsets, dtype=np.int64)[good_idx]))
         enriched = self.enrich(records) if records.height else None
         w = self.cfg.window
-        agg = None if enriched is None else aggregate_records(enriched, w.step_s, w.max_paths_per_bucket)
+        agg = (
+            aggregate_records(enriched, w.step_s, w.max_paths_per_bucket)
+            if enriched is not None and aggregate
+            else None
+        )
         return PreparedBatch(lines, result.rejected, records.height, enriched, agg)
 
     def process_prepared(self, batch: PreparedBatch) -> BatchOutput:
         """The second half of :meth:`process_lines`, in input order: windows, judgement, verdicts."""
-        self.stats.lines += len(batch.lines)
+        self.stats.lines += len(batch.lines) if batch.line_count is None else batch.line_count
         out = self._process_enriched(batch.enriched, batch.records, batch.lines, batch.aggregated)
         out.rejected = list(batch.rejected) + out.rejected
         self._count_rejects(batch.rejected)

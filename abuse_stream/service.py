@@ -25,6 +25,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from abuse_stream.config import Config
 from abuse_stream.ingest.kafka import KafkaSource
 from abuse_stream.metrics import Metrics
-from abuse_stream.partitions import PartitionedPipeline, book_snapshot, restore_book
+from abuse_stream.partitions import PartitionedPipeline, PreparedParts, book_snapshot, restore_book
 from abuse_stream.pipeline import BatchOutput, Pipeline
 from abuse_stream.sinks.kafka import KafkaSink, PublishError
 from abuse_stream.store.db import PositionUpdate, Store
@@ -88,6 +89,8 @@ class Service:
         self._stop: threading.Event | None = None
         self._clients_at = -math.inf
         self._broker_was_up = True
+        self._generation = 0  # bumped by every assignment change
+        self._delivered = True  # False once a batch was left unwritten (stop during an outage)
         source.set_assign_hook(self._on_assign)
         source.set_revoke_hook(self._on_revoke)
 
@@ -104,6 +107,7 @@ class Service:
         """Build each assigned partition's pipeline from what its previous owner stored: start one
         window back (where its open windows' records begin), rebuild the steps judged before without
         judging them again, restore its baselines and verdict book."""
+        self._generation += 1
         for p in parts:
             self.parts.add(p.partition)
             self._saved_epochs[p.partition] = 0
@@ -149,6 +153,7 @@ class Service:
 
     def _on_revoke(self, parts: list[Any]) -> None:
         """Another instance owns these now (or will): drop their state, stop storing their positions."""
+        self._generation += 1
         for p in parts:
             self.parts.drop(p.partition)
             self._next_offset.pop(p.partition, None)
@@ -195,45 +200,74 @@ class Service:
     def run(
         self, stop: threading.Event, until_caught_up: bool = False, max_idle_polls: int = 6
     ) -> ServiceStats:
-        """Loop until ``stop`` is set (or, with ``until_caught_up``, until the input is exhausted)."""
+        """Loop until ``stop`` is set (or, with ``until_caught_up``, until the input is exhausted).
+
+        Two batches are in flight: while batch *n* is judged, published, stored and committed on this
+        thread, batch *n+1* (already polled) is parsed and enriched on a worker thread. A rebalance
+        during a poll discards the prepared batch: its partitions were dropped, and whoever owns them
+        now reads them again from the stored positions.
+        """
         self._stop = stop
         last_input = self.clock()
         idle_polls = 0
-        while not stop.is_set():
-            self._apply_pending_config()
-            self.sync_policy()
-            msgs = self.source.poll_batch()
-            if msgs:
-                idle_polls = 0
-                last_input = self.clock()
-                t0 = time.perf_counter()
-                lags = self.source.partition_lags()
-                evicted = self.parts.evicted()
-                out = self.parts.process_lines(
-                    [m.value() or b"" for m in msgs],
-                    [m.partition() for m in msgs],
-                    [m.offset() for m in msgs],
-                )
-                self._deliver(out, msgs)
-                self.metrics.evictions.inc(max(0, self.parts.evicted() - evicted))
-                self._batch_metrics(len(msgs), sum(lags.values()), time.perf_counter() - t0)
-                continue
-            idle_polls += 1
-            if until_caught_up:
-                if idle_polls >= 2 and self.source.assignment and self.source.caught_up():
-                    self._deliver(self.parts.finish(), [])
-                    break
-                if idle_polls > max_idle_polls * 20 and not self.source.assignment:
-                    raise RuntimeError("no partitions assigned: is the input topic there?")
-                continue
-            idle = self.clock() - last_input
-            if idle >= self.cfg.window.idle_advance_s and math.isfinite(self.parts.max_ts()):
-                if self._broker_up() and self.source.caught_up():
-                    out = self.parts.advance_idle(idle)
-                    if out.verdicts or out.ip_changes:
-                        self._deliver(out, [])
+        pending: _InFlight | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="prepare") as prepare:
+            while not stop.is_set():
+                self._apply_pending_config()
+                self.sync_policy()
+                msgs = self.source.poll_batch()
+                if pending is not None and pending.generation != self._generation:
+                    log.info("rebalanced: a prepared batch of %d messages is read again", len(pending.msgs))
+                    pending = None
+                if msgs:
+                    idle_polls = 0
+                    last_input = self.clock()
+                    ahead = _InFlight(
+                        msgs,
+                        prepare.submit(
+                            self.parts.prepare,
+                            [m.value() or b"" for m in msgs],
+                            [m.partition() for m in msgs],
+                            [m.offset() for m in msgs],
+                        ),
+                        self._generation,
+                        time.perf_counter(),
+                    )
+                    if pending is not None:
+                        self._complete(pending)
+                    pending = ahead
+                    continue
+                if pending is not None:  # input paused: finish what is in flight first
+                    self._complete(pending)
+                    pending = None
+                idle_polls += 1
+                if until_caught_up:
+                    if idle_polls >= 2 and self.source.assignment and self.source.caught_up():
+                        self._deliver(self.parts.finish(), [])
+                        break
+                    if idle_polls > max_idle_polls * 20 and not self.source.assignment:
+                        raise RuntimeError("no partitions assigned: is the input topic there?")
+                    continue
+                idle = self.clock() - last_input
+                if idle >= self.cfg.window.idle_advance_s and math.isfinite(self.parts.max_ts()):
+                    if self._broker_up() and self.source.caught_up():
+                        out = self.parts.advance_idle(idle)
+                        if out.verdicts or out.ip_changes:
+                            self._deliver(out, [])
+            if pending is not None and pending.generation == self._generation and self._delivered:
+                self._complete(pending)  # SIGTERM: finish the batch in hand (unless one was left unwritten)
         log.info("stopping: %s", self.stats)
         return self.stats
+
+    def _complete(self, batch: _InFlight) -> None:
+        """Judge a prepared batch, then publish, store and commit it."""
+        evicted = self.parts.evicted()
+        out = self.parts.process_prepared(batch.prepared.result())
+        if not self._deliver(out, batch.msgs):
+            return
+        self.metrics.evictions.inc(max(0, self.parts.evicted() - evicted))
+        lags = self.source.partition_lags()
+        self._batch_metrics(len(batch.msgs), sum(lags.values()), time.perf_counter() - batch.started)
 
     def _broker_up(self) -> bool:
         """Checked while the input is idle: an outage is logged once, makes the service not ready,
@@ -301,8 +335,10 @@ class Service:
                     time.sleep(delay)
                 delay = min(delay * 2, 15.0)
 
-    def _deliver(self, out: BatchOutput, msgs: Sequence[Message]) -> None:
-        """Publish, store, then commit. Raises (without committing) if any step failed."""
+    def _deliver(self, out: BatchOutput, msgs: Sequence[Message]) -> bool:
+        """Publish, store, then commit. Returns False (nothing committed) if asked to stop during an
+        outage; no later batch may be delivered then, or its commit would pass this one's offsets."""
+        self._delivered = False
         now = rfc3339(self.clock())
         if out.rejected:
             sources: list[dict[str, Any]] = []
@@ -325,7 +361,7 @@ class Service:
 
         # outages: retry the same batch until it lands (or we are told to stop); offsets stay put meanwhile
         if not self._until_done(publish, "publish to Kafka", self.metrics.producer_errors, _KAFKA_OUTAGE):
-            return
+            return False
         if self.store is not None:
             for m in msgs:
                 self._next_offset[m.partition()] = max(
@@ -359,7 +395,7 @@ class Service:
                 "write to the database",
                 self.metrics.db_errors,
             ):
-                return
+                return False
             self._saved_epochs.update(epochs)
             self._saved_books.update(books)
         self.metrics.ready.set(1)
@@ -384,9 +420,21 @@ class Service:
                 len(out.ip_changes),
                 len(out.rejected),
             )
+        self._delivered = True
+        return True
 
 
 def _book_version(pipe: Pipeline) -> tuple[int, ...]:
     """Changes whenever the verdict book's state does (cheap: no serialisation on every batch)."""
     b = pipe.book
     return (b.stats.verdicts, b.stats.changes, b.stats.suppressed, len(b.active), len(b.entries))
+
+
+@dataclass
+class _InFlight:
+    """A polled batch whose parsing and enrichment runs on the worker thread."""
+
+    msgs: list[Message]
+    prepared: Future[PreparedParts]
+    generation: int  # the assignment it was polled under
+    started: float
