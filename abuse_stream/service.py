@@ -215,7 +215,9 @@ class Service:
             while not stop.is_set():
                 self._apply_pending_config()
                 self.sync_policy()
-                msgs = self.source.poll_batch()
+                # with a batch in flight take only what is already here: a live batch is not held
+                # back for a whole batch_timeout_s (and a busy stream still yields big batches)
+                msgs = self.source.poll_batch(0.0 if pending is not None else None)
                 if pending is not None and pending.generation != self._generation:
                     log.info("rebalanced: a prepared batch of %d messages is read again", len(pending.msgs))
                     pending = None

@@ -78,9 +78,11 @@ class KafkaSource:
         if self._on_revoke:
             self._on_revoke(parts)
 
-    def poll_batch(self) -> list[Message]:
-        """Up to ``batch_size`` messages (waits at most ``batch_timeout_s``); transport errors are logged."""
-        msgs = self.consumer.consume(num_messages=self.cfg.batch_size, timeout=self.cfg.batch_timeout_s)
+    def poll_batch(self, timeout: float | None = None) -> list[Message]:
+        """Up to ``batch_size`` messages, waiting at most ``timeout`` (default ``batch_timeout_s``) for
+        them; transport errors are logged."""
+        wait = self.cfg.batch_timeout_s if timeout is None else timeout
+        msgs = self.consumer.consume(num_messages=self.cfg.batch_size, timeout=wait)
         good = []
         for m in msgs:
             err = m.error()
