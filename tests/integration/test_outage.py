@@ -20,6 +20,7 @@ import threading
 import time
 
 import pytest
+import yaml
 from confluent_kafka import Producer
 from sqlalchemy.engine import make_url
 
@@ -172,8 +173,19 @@ def _produce(
     return p
 
 
+def _health(tmp_path, bootstrap: str, db: str):
+    """``abuse-stream health`` as an operator (or a readiness probe) runs it."""
+    from click.testing import CliRunner
+
+    from abuse_stream.cli import cli
+
+    conf = tmp_path / "health.yaml"
+    conf.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": bootstrap}, "database": {"url": db}}))
+    return CliRunner().invoke(cli, ["health", "--config", str(conf), "--timeout", "3"])
+
+
 def test_a_broker_outage_loses_nothing_and_event_time_waits_for_the_delayed_records(
-    unique_topic, pg_url, caplog
+    unique_topic, pg_url, caplog, tmp_path
 ):
     caplog.set_level(logging.WARNING, logger="abuse_stream.service")
     listen = socket.socket()
@@ -211,6 +223,8 @@ def test_a_broker_outage_loses_nothing_and_event_time_waits_for_the_delayed_reco
         assert svc.thread.is_alive()  # waiting, not dead
         assert svc.metrics.ready._value.get() == 0
         assert "the Kafka broker is unreachable" in caplog.text
+        health = _health(tmp_path, bootstrap, pg_url)
+        assert health.exit_code == 1 and "kafka     DOWN" in health.output, health.output
         proxy.resume()
         assert shipper.flush(120) == 0  # the buffered second half arrives after the outage
 
@@ -226,6 +240,8 @@ def test_a_broker_outage_loses_nothing_and_event_time_waits_for_the_delayed_reco
         svc.stop.set()
         svc.thread.join(60)
         assert "the Kafka broker is reachable again" in caplog.text
+        health = _health(tmp_path, bootstrap, pg_url)
+        assert health.exit_code == 0, health.output
         assert svc.stats.rejected_by_reason.get("late", 0) == 0  # event time waited for them
         assert svc.metrics.ready._value.get() == 1
         got = store.verdict_ids()
