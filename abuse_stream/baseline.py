@@ -52,6 +52,17 @@ BEHAVIOR_FEATURES: dict[str, pl.Expr] = {
 }
 
 
+def learning_frame(scored: pl.DataFrame) -> pl.DataFrame:
+    """The columns of a judged step that learning reads (client, step, application, the behaviour
+    model's inputs and every detector's ``<name>__value``): what waits for the end of an epoch, instead
+    of every feature, finding and detail of every client judged in it."""
+    need = ["key", "bucket", "host", "requests"]
+    for e in BEHAVIOR_FEATURES.values():
+        need += e.meta.root_names()
+    need += [c for c in scored.columns if c.endswith("__value")]
+    return scored.select(list(dict.fromkeys(need)))
+
+
 class HSTArrays:
     """A river ``HalfSpaceTrees`` laid out as arrays, to learn and score many rows at once.
 

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from abuse_stream import endpoints
-from abuse_stream.baseline import TrafficBaselines
+from abuse_stream.baseline import TrafficBaselines, learning_frame
 from abuse_stream.config import Config
 from abuse_stream.detectors import build_detectors
 from abuse_stream.detectors.base import DetectContext, check_findings
@@ -292,7 +292,7 @@ class Pipeline:
         verdicts, changes = self.book.decide(scored, hits, evidence_many=self._evidence_many)
         for v in verdicts:
             self.stats.verdicts_by_type[v["bot_type"]] = self.stats.verdicts_by_type.get(v["bot_type"], 0) + 1
-        self._pending.append((scored, self._flagged(scored, hits)))
+        self._pending.append((learning_frame(scored), self._flagged(scored, hits)))  # what learning reads
         self.pending_epoch = epoch
         return verdicts, changes
 

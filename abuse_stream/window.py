@@ -65,8 +65,9 @@ COUNTERS: dict[str, pl.Expr] = {
     "n_browser_known": pl.col("browser_known"),
     "bytes_sum": pl.col("bytes").fill_null(0),
     "lat_n": pl.col("latency_ms").is_not_null(),
+    # in microseconds (an hour at most): integer sums are exact whatever the order and split of records
+    "lat_sum": (pl.col("latency_ms").fill_nan(None).fill_null(0.0).clip(0.0, 3.6e6) * 1000.0).round(),
 }
-FLOAT_SUMS: dict[str, pl.Expr] = {"lat_sum": pl.col("latency_ms").fill_null(0.0)}
 #: minimum per bucket and window (the oldest browser / platform seen)
 MINIMA: dict[str, pl.Expr] = {
     "browser_superseded_min": pl.col("browser_superseded_at"),
@@ -81,7 +82,9 @@ SETS: dict[str, tuple[str, int | None]] = {
     "hosts": ("host_hash", 16),
 }
 
-#: schema of one bucket aggregate (one row per client and bucket)
+#: schema of one closed bucket (one row per client and bucket). Sums are integers (``lat_sum`` in
+#: microseconds, ``gap_sum`` / ``gap_sq`` in milliseconds and ms^2) so that they are exact, whatever
+#: the order and split of the records: the windows do not depend on batching.
 BUCKET_SCHEMA: dict[str, pl.DataType] = {
     "key": pl.String(),
     "bucket": pl.Int64(),
@@ -89,12 +92,11 @@ BUCKET_SCHEMA: dict[str, pl.DataType] = {
     "session": pl.String(),
     "host": pl.String(),
     **{c: pl.Int64() for c in COUNTERS},
-    **{c: pl.Float64() for c in FLOAT_SUMS},
     **{c: pl.Float64() for c in MINIMA},
     "first_ts": pl.Float64(),
     "last_ts": pl.Float64(),
-    "gap_sum": pl.Float64(),
-    "gap_sq": pl.Float64(),
+    "gap_sum": pl.Int64(),
+    "gap_sq": pl.Int64(),
     "gap_n": pl.Int64(),
     "ua_class": pl.UInt8(),
     "ua": pl.String(),
@@ -102,28 +104,51 @@ BUCKET_SCHEMA: dict[str, pl.DataType] = {
     "top_endpoints": pl.List(pl.Struct({"endpoint": pl.String(), "n": pl.Int64()})),
 }
 
+#: an open bucket (:func:`aggregate_records`, :func:`merge_buckets`): what partial aggregates need to
+#: merge exactly. Every request time (ms, sorted) instead of the gap sums, since parts of one bucket
+#: may overlap in time; the time of the latest session / host / user agent, to pick the latest across
+#: parts; every endpoint's count, not the top ones. :func:`close_buckets` turns it into a closed bucket.
+OPEN_SCHEMA: dict[str, pl.DataType] = {
+    **{c: t for c, t in BUCKET_SCHEMA.items() if c not in ("gap_sum", "gap_sq", "gap_n")},
+    "ts_ms": pl.List(pl.Int64()),
+    "session_ts": pl.Float64(),
+    "host_ts": pl.Float64(),
+    "ua_ts": pl.Float64(),
+}
+
+#: the bucket columns a window aggregate reads
+_WINDOW_INPUT = [c for c in BUCKET_SCHEMA if c != "top_endpoints"]
+
 TOP_ENDPOINTS = 5  # per bucket, for the evidence behind a verdict
 _STATUS_COUNTERS = ("n_2xx", "n_3xx", "n_4xx", "n_5xx")  # evidence "statuses"
 
 
-def _top(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """The ``TOP_ENDPOINTS`` most requested endpoints per group, as a list of {endpoint, n}."""
-    return (
-        frame.sort([*keys, "n", "endpoint"], descending=[False] * len(keys) + [True, False])
-        .group_by(keys, maintain_order=True)
-        .agg(pl.struct("endpoint", "n").head(TOP_ENDPOINTS).alias("top_endpoints"))
-    )
-
-
-def _common_aggs() -> list[pl.Expr]:
+def _sums() -> list[pl.Expr]:
     return [
-        pl.col("ip").last(),
-        pl.col("session").drop_nulls().last(),
-        pl.col("host").drop_nulls().last(),
-        *[pl.col(c).sum() for c in (*COUNTERS, *FLOAT_SUMS)],
+        *[pl.col(c).sum() for c in COUNTERS],
         *[pl.col(c).min() for c in MINIMA],
+        pl.col("first_ts").min(),
+        pl.col("last_ts").max(),
         pl.col("ua_class").max(),
-        pl.col("ua").sort_by("ua_class").last(),
+    ]
+
+
+def _latest(ts: str, ua_ts: str, session_ts: str, host_ts: str) -> list[pl.Expr]:
+    """ip, session, host of the newest request (that has one), the user agent of the worst class
+    (newest first), with their times. Ties in time go to the greatest value: a total order, so the
+    result depends on the records only, not on their order or on how they were split."""
+
+    def newest(col: str, at: str) -> pl.Expr:
+        return pl.col(col).sort_by(at, col, nulls_last=False).drop_nulls().last()
+
+    return [
+        pl.col("ip").sort_by(ts, "ip").last(),
+        newest("session", session_ts),
+        newest("host", host_ts),
+        pl.col(session_ts).filter(pl.col("session").is_not_null()).max().alias("session_ts"),
+        pl.col(host_ts).filter(pl.col("host").is_not_null()).max().alias("host_ts"),
+        pl.col("ua").sort_by("ua_class", ua_ts, "ua", nulls_last=False).last(),
+        pl.col(ua_ts).sort_by("ua_class", ua_ts).last().alias("ua_ts"),
     ]
 
 
@@ -131,59 +156,56 @@ def _explode(name: str) -> pl.Expr:
     return pl.col(f"set_{name}").list.explode(keep_nulls=False, empty_as_null=False)
 
 
+def _smallest(values: pl.Expr, cap: int) -> pl.Expr:
+    """The ``cap`` smallest distinct hashes: what the parts keep merges to what the whole keeps."""
+    return values.unique().sort().head(cap)
+
+
 def aggregate_records(records: pl.DataFrame, step_s: float, max_paths: int) -> pl.DataFrame:
-    """Aggregate enriched records into one row per (key, bucket) with :data:`BUCKET_SCHEMA`."""
+    """Aggregate enriched records into one open-bucket row per (key, bucket) (:data:`OPEN_SCHEMA`)."""
     if records.height == 0:
-        return pl.DataFrame(schema=BUCKET_SCHEMA)
-    df = records.with_columns(bucket=(pl.col("ts") / step_s).floor().cast(pl.Int64)).sort("key", "ts")
-    df = df.with_columns(
-        gap=pl.col("ts").diff().over("key", "bucket"),
+        return pl.DataFrame(schema=OPEN_SCHEMA)
+    df = records.with_columns(
+        bucket=(pl.col("ts") / step_s).floor().cast(pl.Int64),
+        _ms=(pl.col("ts") * 1000.0).round().cast(pl.Int64),
         **{c: e.cast(pl.Int64) for c, e in COUNTERS.items()},
-        **FLOAT_SUMS,
         **MINIMA,
     )
-    top = _top(
-        df.group_by("key", "bucket", pl.col("template").alias("endpoint")).agg(
-            pl.len().cast(pl.Int64).alias("n")
-        ),
-        ["key", "bucket"],
+    top = (
+        df.group_by("key", "bucket", pl.col("template").alias("endpoint"))
+        .agg(pl.len().cast(pl.Int64).alias("n"))
+        .group_by("key", "bucket")
+        .agg(pl.struct("endpoint", "n").alias("top_endpoints"))
     )
     out = (
-        df.group_by("key", "bucket")
+        df.with_columns(first_ts="ts", last_ts="ts")
+        .group_by("key", "bucket")
         .agg(
-            *_common_aggs(),
-            pl.col("ts").min().alias("first_ts"),
-            pl.col("ts").max().alias("last_ts"),
-            pl.col("gap").sum().alias("gap_sum"),
-            (pl.col("gap") ** 2).sum().alias("gap_sq"),
-            pl.col("gap").count().cast(pl.Int64).alias("gap_n"),
+            *_sums(),
+            *_latest("ts", "ts", "ts", "ts"),
+            pl.col("_ms").sort().alias("ts_ms"),
             *[
-                pl.col(src).drop_nulls().unique().head(cap or max_paths).alias(f"set_{name}")
+                _smallest(pl.col(src).drop_nulls(), cap or max_paths).alias(f"set_{name}")
                 for name, (src, cap) in SETS.items()
             ],
         )
         .join(top, on=["key", "bucket"], how="left")
     )
-    return out.select([pl.col(c).cast(t) for c, t in BUCKET_SCHEMA.items()])
+    return out.select([pl.col(c).cast(t) for c, t in OPEN_SCHEMA.items()])
 
 
 def merge_buckets(frames: list[pl.DataFrame], max_paths: int) -> pl.DataFrame:
-    """Merge partial aggregates of the same (key, bucket) into one row (the gap across parts is added)."""
+    """Merge open-bucket parts of the same (key, bucket) into one row: exactly what aggregating all
+    their records at once gives."""
     df = pl.concat(frames, how="vertical")
     if df.height == 0:
         return df
-    df = df.sort("key", "bucket", "first_ts").with_columns(
-        joint=(pl.col("first_ts") - pl.col("last_ts").shift(1)).over("key", "bucket").clip(lower_bound=0.0)
-    )
     out = df.group_by("key", "bucket").agg(
-        *_common_aggs(),
-        pl.col("first_ts").min(),
-        pl.col("last_ts").max(),
-        (pl.col("gap_sum").sum() + pl.col("joint").sum()).alias("gap_sum"),
-        (pl.col("gap_sq").sum() + (pl.col("joint") ** 2).sum()).alias("gap_sq"),
-        (pl.col("gap_n").sum() + pl.col("joint").count()).alias("gap_n"),
+        *_sums(),
+        *_latest("last_ts", "ua_ts", "session_ts", "host_ts"),
+        pl.col("ts_ms").list.explode(keep_nulls=False, empty_as_null=False).sort(),
         *[
-            _explode(name).unique().head(cap or max_paths).alias(f"set_{name}")
+            _smallest(_explode(name), cap or max_paths).alias(f"set_{name}")
             for name, (_, cap) in SETS.items()
         ],
     )
@@ -194,9 +216,28 @@ def merge_buckets(frames: list[pl.DataFrame], max_paths: int) -> pl.DataFrame:
         .drop_nulls("endpoint")
         .group_by("key", "bucket", "endpoint")
         .agg(pl.col("n").sum())
+        .group_by("key", "bucket")
+        .agg(pl.struct("endpoint", "n").alias("top_endpoints"))
     )
-    out = out.join(_top(tops, ["key", "bucket"]), on=["key", "bucket"], how="left")
-    return out.select([pl.col(c).cast(t) for c, t in BUCKET_SCHEMA.items()])
+    out = out.join(tops, on=["key", "bucket"], how="left")
+    return out.select([pl.col(c).cast(t) for c, t in OPEN_SCHEMA.items()])
+
+
+def close_buckets(frame: pl.DataFrame) -> pl.DataFrame:
+    """Open buckets (:data:`OPEN_SCHEMA`) -> closed ones (:data:`BUCKET_SCHEMA`): the gaps between
+    consecutive requests (ms) summed, the ``TOP_ENDPOINTS`` endpoints kept (ties by name)."""
+    gaps = pl.col("ts_ms").list.diff(null_behavior="drop")
+    ep = pl.element().struct
+    return frame.with_columns(
+        gap_sum=gaps.list.sum(),
+        gap_sq=gaps.list.eval(pl.element() * pl.element()).list.sum(),
+        gap_n=pl.col("ts_ms").list.len().cast(pl.Int64) - 1,
+        top_endpoints=pl.col("top_endpoints").list.eval(
+            pl.element()
+            .sort_by(ep.field("n"), ep.field("endpoint"), descending=[True, False])
+            .head(TOP_ENDPOINTS)
+        ),
+    ).select([pl.col(c).cast(t) for c, t in BUCKET_SCHEMA.items()])
 
 
 @dataclass
@@ -211,7 +252,7 @@ class WindowState:
     """Per-client bucketed sliding-window state. Pure: event time comes in with the records."""
 
     cfg: WindowConfig
-    open: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=BUCKET_SCHEMA))
+    open: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=OPEN_SCHEMA))
     closed: deque[tuple[int, pl.DataFrame]] = field(default_factory=deque)
     max_ts: float = -math.inf
     closed_until: int | None = None  # buckets < this index are closed
@@ -222,6 +263,10 @@ class WindowState:
     bucket_offsets: dict[tuple[int, int], int] = field(default_factory=dict)
     #: after a restart: buckets below this were judged before; they are rebuilt, not judged again
     judged_until: int | None = None
+    #: one row per client with a closed bucket: its newest closed bucket (for the client cap)
+    seen: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema={"key": pl.String, "bucket": pl.Int64})
+    )
 
     @property
     def buckets_per_window(self) -> int:
@@ -244,8 +289,9 @@ class WindowState:
         self.source_max.pop(source, None)
 
     def tracked_clients(self) -> int:
-        keys = [f.select("key") for _, f in self.closed] + [self.open.select("key")]
-        return pl.concat(keys).n_unique() if keys else 0
+        """Clients with a bucket in the state (closed or open)."""
+        only_open = self.open.select("key").unique().join(self.seen, on="key", how="anti")
+        return self.seen.height + only_open.height
 
     def add(self, records: pl.DataFrame, aggregated: pl.DataFrame | None = None) -> pl.DataFrame:
         """Merge enriched records into the open buckets; returns the rows that were too late.
@@ -309,19 +355,23 @@ class WindowState:
         if self.open.height == 0 or self.open["bucket"].min() >= limit:  # type: ignore[operator]
             self._expire(limit - 1)
             return empty_closed()
-        ready = self.open.filter(pl.col("bucket") < limit)
+        ready = close_buckets(self.open.filter(pl.col("bucket") < limit))
         self.open = self.open.filter(pl.col("bucket") >= limit)
         parts = sorted(ready.partition_by("bucket", as_dict=True).items())
         self._expire(int(parts[0][0][0]) - 1)  # type: ignore[arg-type]  # older than every window judged now
         for (b,), frame in parts:
             self.closed.append((int(b), frame))  # type: ignore[arg-type]
+        newest = ready.group_by("key").agg(pl.col("bucket").max())
+        self.seen = pl.concat([self.seen, newest]).group_by("key").agg(pl.col("bucket").max())
         lo, hi = int(parts[0][0][0]), int(parts[-1][0][0])  # type: ignore[arg-type]
         nb = self.buckets_per_window
         frames = [f for b, f in self.closed if lo - nb + 1 <= b <= hi]
-        context = pl.concat(frames, how="vertical").join(ready.select("key").unique(), on="key", how="semi")
-        clients = window_aggregate(context, nb, self.cfg.step_s).join(
-            ready.select("key", "bucket"), on=["key", "bucket"], how="semi"
+        context = (
+            pl.concat(frames, how="vertical")
+            .select(_WINDOW_INPUT)  # not top_endpoints: evidence reads them from the closed buckets
+            .join(ready.select("key").unique(), on="key", how="semi")
         )
+        clients = window_aggregate(context, nb, self.cfg.step_s, ready.select("key", "bucket"))
         clients = (
             clients.drop("campaign_failers")
             .join(
@@ -451,23 +501,28 @@ class WindowState:
 
     def _expire(self, newest_bucket: int) -> None:
         oldest_kept = newest_bucket - self.buckets_per_window + 1
+        if self.closed and self.closed[0][0] < oldest_kept:
+            self.seen = self.seen.filter(pl.col("bucket") >= oldest_kept)  # their buckets all go
         while self.closed and self.closed[0][0] < oldest_kept:
             self.closed.popleft()
 
     def _enforce_cap(self) -> None:
+        """Above ``max_clients`` tracked clients, evict the least recently seen (ties by key) down to
+        90% of the cap. Counts clients (one row each in ``seen``), not their buckets."""
         cap = self.cfg.max_clients
-        rows = sum(f.height for _, f in self.closed) + self.open.height
-        if rows <= cap:
+        if self.seen.height + self.open.height <= cap or self.tracked_clients() <= cap:
             return
-        frames = [f.select("key", "bucket") for _, f in self.closed] + [self.open.select("key", "bucket")]
-        last_seen = pl.concat(frames).group_by("key").agg(pl.col("bucket").max())
-        if last_seen.height <= cap:
-            return
+        last_seen = (
+            pl.concat([self.seen, self.open.select("key", "bucket")])
+            .group_by("key")
+            .agg(pl.col("bucket").max())
+        )
         keep_n = int(cap * 0.9)
         evict = last_seen.sort("bucket", "key", descending=[True, False]).slice(keep_n).select("key")
         self.stats.evicted += evict.height
         self.closed = deque((b, f.join(evict, on="key", how="anti")) for b, f in self.closed)
         self.open = self.open.join(evict, on="key", how="anti")
+        self.seen = self.seen.join(evict, on="key", how="anti")
 
 
 RECENT_STEPS = 6
@@ -510,50 +565,65 @@ def campaigns(frames: list[pl.DataFrame], buckets: list[int], buckets_per_window
     )
 
 
-def window_aggregate(buckets: pl.DataFrame, buckets_per_window: int, step_s: float) -> pl.DataFrame:
-    """For every (client, bucket) row, collapse the client's buckets in the window ending there.
+def window_aggregate(
+    buckets: pl.DataFrame, buckets_per_window: int, step_s: float, steps: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """For every judged (client, bucket), collapse the client's buckets in the window ending there.
 
-    One polars ``rolling`` pass over the bucket index per client. Output (:data:`CLOSED_SCHEMA`): the
-    counters summed, the minima, ``first_ts``/``last_ts``, inter-arrival sums (including the gaps
-    between buckets), ``distinct_<set>`` counts, ``active_steps``, ``recent_counts`` (requests in each
-    of the last 6 buckets, newest last, 0 without traffic: for detectors that need "consistently",
-    not "once"), ``bucket``, ``window_start`` and ``window_end``.
+    ``steps``: the ``(key, bucket)`` pairs to judge (default: every row of ``buckets``). Each bucket
+    row is spread to the judged steps of its client whose window contains it, then grouped by
+    (client, step): the cost grows with the rows the judged windows hold, not with every window
+    that ends in the context. Output (:data:`CLOSED_SCHEMA`): the counters summed, the minima,
+    ``first_ts``/``last_ts``, inter-arrival sums (including the gaps between buckets),
+    ``distinct_<set>`` counts, ``active_steps``, ``recent_counts`` (requests in each of the last 6
+    buckets, newest last, 0 without traffic: for detectors that need "consistently", not "once"),
+    ``bucket``, ``window_start`` and ``window_end``.
     """
     if buckets.height == 0:
         return empty_closed()
-    win = buckets.sort("key", "bucket").with_columns(
-        joint=(pl.col("first_ts") - pl.col("last_ts").shift(1)).over("key").clip(lower_bound=0.0)
+    if steps is None:
+        steps = buckets.select("key", "bucket")
+    if steps.height == 0:
+        return empty_closed()
+    lo, hi = steps["bucket"].min(), steps["bucket"].max()
+    ms = [(pl.col(c) * 1000.0).round().cast(pl.Int64) for c in ("first_ts", "last_ts")]
+    win = buckets.sort("key", "bucket").with_columns(  # the gap before each bucket, in ms
+        joint=(ms[0] - ms[1].shift(1)).over("key").clip(lower_bound=0)
     )
+    # the judged steps whose window holds the row: step in [bucket, bucket + length) and [lo, hi]
+    first = pl.max_horizontal(pl.col("bucket"), pl.lit(lo))
+    last = pl.min_horizontal(pl.col("bucket") + buckets_per_window - 1, pl.lit(hi))
+    spread = (
+        win.filter(first <= last)
+        .with_columns(_step=pl.int_ranges(first, last + 1))
+        .explode("_step")
+        .join(
+            steps.select("key", pl.col("bucket").alias("_step")),
+            on=["key", "_step"],
+            how="inner",
+            maintain_order="left",
+        )
+        .with_columns(_back=pl.col("_step") - pl.col("bucket"))
+    )
+    # rows keep (key, bucket) order within each (key, step): the window's buckets oldest first
     inner = pl.col("joint").slice(1)  # the first row's gap points to a bucket outside the window
-    # requests i buckets before each row's bucket: a client has one row per bucket, so that bucket's
-    # row (if any) is at most i rows back (plain shifts, not a filter per window)
-    same = [pl.lit(True)] + [pl.col("_kid").shift(k) == pl.col("_kid") for k in range(1, RECENT_STEPS)]
-    recent = [
-        pl.sum_horizontal(
-            pl.when(same[k] & (pl.col("bucket").shift(k) == pl.col("bucket") - i))
-            .then(pl.col("n").shift(k))
-            .otherwise(0)
-            for k in range(i + 1)
-        ).alias(f"_r{i}")
-        for i in range(RECENT_STEPS)
-    ]
-    win = (
-        win.with_columns(_kid=(pl.col("key") != pl.col("key").shift(1)).fill_null(True).cum_sum())
-        .with_columns(recent)
-        .drop("_kid")
-    )
-    out = win.rolling(index_column="bucket", period=f"{buckets_per_window}i", group_by="key").agg(
-        *_common_aggs(),
-        pl.col("first_ts").min(),
-        pl.col("last_ts").max(),
+    out = spread.group_by("key", "_step", maintain_order=True).agg(
+        pl.col("ip").last(),
+        pl.col("session").drop_nulls().last(),
+        pl.col("host").drop_nulls().last(),
+        *_sums(),
+        pl.col("ua").sort_by("ua_class", "bucket").last(),  # worst class, newest (one row per bucket)
         (pl.col("gap_sum").sum() + inner.sum()).alias("gap_sum"),
-        (pl.col("gap_sq").sum() + (inner**2).sum()).alias("gap_sq"),
+        (pl.col("gap_sq").sum() + (inner * inner).sum()).alias("gap_sq"),
         (pl.col("gap_n").sum() + inner.count()).alias("gap_n"),
         *[_explode(name).n_unique().alias(f"distinct_{name}") for name in SETS],
         pl.len().alias("active_steps"),
-        *[pl.col(f"_r{i}").last() for i in range(RECENT_STEPS)],
+        *[pl.col("n").filter(pl.col("_back") == i).sum().alias(f"_r{i}") for i in range(RECENT_STEPS)],
     )
-    out = out.with_columns(
+    out = out.rename({"_step": "bucket"}).with_columns(
+        lat_sum=pl.col("lat_sum") / 1000.0,  # ms
+        gap_sum=pl.col("gap_sum") / 1000.0,  # s
+        gap_sq=pl.col("gap_sq") / 1_000_000.0,  # s^2
         recent_counts=pl.concat_list([pl.col(f"_r{i}") for i in reversed(range(RECENT_STEPS))]),
         window_start=(pl.col("bucket") - buckets_per_window + 1).cast(pl.Float64) * step_s,
         window_end=(pl.col("bucket") + 1).cast(pl.Float64) * step_s,
@@ -568,8 +638,8 @@ CLOSED_SCHEMA: dict[str, pl.DataType] = {
     "ip": pl.String(),
     "session": pl.String(),
     "host": pl.String(),
-    **{c: pl.Int64() for c in COUNTERS},
-    **{c: pl.Float64() for c in FLOAT_SUMS},
+    **{c: pl.Int64() for c in COUNTERS if c != "lat_sum"},
+    "lat_sum": pl.Float64(),
     **{c: pl.Float64() for c in MINIMA},
     "ua_class": pl.UInt8(),
     "ua": pl.String(),

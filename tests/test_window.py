@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 from dataclasses import dataclass
 
 import polars as pl
@@ -9,7 +11,7 @@ import pytest
 
 from abuse_stream.config import WindowConfig
 from abuse_stream.window import WindowState
-from tests.helpers import T0, enriched, frame, record, timeline
+from tests.helpers import T0, TinyClassifier, enriched, frame, record, timeline
 
 
 def state(**kw: float) -> WindowState:
@@ -77,25 +79,98 @@ def test_record_older_than_a_closed_bucket_is_late_and_counted():
     assert w.stats.late == 1
 
 
-@pytest.mark.parametrize("batch", [1, 7, 50, None])
-def test_results_do_not_depend_on_batching(batch):
-    recs = timeline(
-        {"1.1.1.1": "x.x.3..x.x.xx..2.x.x.x...x", "2.2.2.2": "..x...x...x...x...x...x..."}, unit=1.5
-    )
-    ref = feed(state(), recs) + []
-    w = state()
-    got = feed(w, recs, batch)
-    ref_w = state()
-    ref = feed(ref_w, recs)
-    ref += steps_of(ref_w.flush())
-    got += steps_of(w.flush())
-    assert [s.end for s in got] == [s.end for s in ref]
-    for a, b in zip(got, ref, strict=True):
-        cols = ["key", "n", "gap_n", "distinct_paths", "recent_counts"]
-        assert a.clients.sort("key").select(cols).equals(b.clients.sort("key").select(cols))
-        assert a.clients.sort("key")["gap_sum"].to_list() == pytest.approx(
-            b.clients.sort("key")["gap_sum"].to_list()
+def _tangled_records(seed: int = 3) -> pl.DataFrame:
+    """Records that make batching show if anything depends on it: many requests at identical times
+    with different user agents (of the same and of different classes), hosts (some missing),
+    sessions and latencies, more distinct paths than a bucket keeps, and arrival out of order
+    (within the lateness, so none is late whatever the batching)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(200):
+        t = T0 + rng.choice([0.0, 0.5, 1.0]) + (i // 8) * 1.5  # 8 requests share each instant
+        rows.append(
+            record(
+                t,
+                rng.choice(["1.1.1.1", "2.2.2.2", "3.3.3.3"]),
+                path=f"/p/{rng.randrange(40)}",
+                ua=rng.choice(["Mozilla/5.0 A", "Mozilla/5.0 B", "scanner-x", "scanner-y", ""]),
+                host=rng.choice(["a.example", "b.example", None]),
+                session=rng.choice(["s1", "s2", None]),
+                status=rng.choice([200, 200, 404, 401]),
+                latency_ms=rng.choice([0.1, 0.2, 0.3, 1 / 3, None]),
+            )
         )
+    rows.sort(key=lambda r: r["ts"] + rng.uniform(-2.0, 2.0))  # out of order by up to 4 s
+    return frame(rows)
+
+
+def _batchings(n: int) -> list[list[int]]:
+    """Batch sizes: all at once, one by one, tiny, odd, and random sizes."""
+    rng = random.Random(11)
+    sizes = []
+    while sum(sizes) < n:
+        sizes.append(rng.randint(1, 60))
+    return [[n], [1] * n, [3] * (n // 3 + 1), [50] * (n // 50 + 1), sizes]
+
+
+def _run(
+    records: pl.DataFrame, sizes: list[int], shuffle: bool, key: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    w = state(max_paths_per_bucket=4, key=key)  # type: ignore[arg-type]
+    rng = random.Random(5)
+    closed, start = [], 0
+    for size in sizes:
+        part = records.slice(start, size)
+        start += size
+        if part.height == 0:
+            continue
+        if shuffle:  # the order within a batch must not matter either
+            part = part.sample(fraction=1.0, shuffle=True, seed=rng.randrange(1000))
+        assert w.add(enriched(part, key=key)).height == 0
+        closed.append(w.close_ready())
+    closed.append(w.flush())
+    steps = pl.concat(closed).sort("bucket", "key")
+    buckets = pl.concat([f for _, f in w.closed]).sort("bucket", "key")
+    return steps, buckets
+
+
+@pytest.mark.parametrize("key", ["ip", "session"])
+def test_results_do_not_depend_on_batching(key):
+    recs = _tangled_records()
+    ref_steps, ref_buckets = _run(recs, [recs.height], False, key)
+    assert ref_steps.height >= 12 and ref_steps["distinct_paths"].max() > 4  # the caps were reached
+    for sizes in _batchings(recs.height):
+        for shuffle in (False, True) if sizes[0] > 1 else (False,):
+            steps, buckets = _run(recs, sizes, shuffle, key)
+            assert steps.equals(ref_steps), (sizes[:3], shuffle)  # every column, bit for bit
+            assert buckets.equals(ref_buckets), (sizes[:3], shuffle)  # and the evidence they keep
+
+
+def test_findings_and_verdicts_do_not_depend_on_batching():
+    from abuse_stream.config import build_config
+    from abuse_stream.pipeline import Pipeline
+
+    recs = _tangled_records()
+
+    def run(sizes: list[int]) -> tuple[pl.DataFrame, list[str]]:
+        p = Pipeline(
+            build_config({"window": {"length_s": 30, "step_s": 10, "lateness_s": 5}}), TinyClassifier()
+        )
+        p.keep_findings = True
+        verdicts, start = [], 0
+        for size in sizes:
+            verdicts += p.process_records(recs.slice(start, size)).verdicts
+            start += size
+        verdicts += p.finish().verdicts
+        findings = p.findings_frame()
+        return findings.sort("bucket", "key"), sorted(json.dumps(v, sort_keys=True) for v in verdicts)
+
+    ref = run([recs.height])
+    assert ref[0].height >= 12
+    for sizes in _batchings(recs.height)[1:]:
+        got = run(sizes)
+        assert got[0].equals(ref[0]), sizes[:3]
+        assert got[1] == ref[1], sizes[:3]
 
 
 def test_window_forgets_buckets_older_than_its_length():
