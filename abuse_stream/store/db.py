@@ -98,6 +98,12 @@ class PositionUpdate:
     judged_until: dict[int, int | None]  # partition -> window steps below this bucket were judged
 
 
+def _chunks(rows: Sequence[dict[str, Any]], size: int = 1000) -> list[Sequence[dict[str, Any]]]:
+    """Multi-row statements in parts: a statement may carry at most 65,535 parameters (Postgres) and
+    32,766 (SQLite); 1,000 rows of up to ~20 columns stay well below both."""
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
 class Store:
     def __init__(self, url: str, retries: int = 8, sleep: Callable[[float], None] = time.sleep) -> None:
         self.url = url
@@ -174,9 +180,10 @@ class Store:
                 }
                 for v in verdict_rows
             ]
-            conn.execute(
-                self._insert(verdicts).values(rows).on_conflict_do_nothing(index_elements=["verdict_id"])
-            )
+            for part in _chunks(rows):
+                conn.execute(
+                    self._insert(verdicts).values(part).on_conflict_do_nothing(index_elements=["verdict_id"])
+                )
             eps = [
                 {
                     "verdict_id": v["verdict_id"],
@@ -186,10 +193,10 @@ class Store:
                 for v in verdict_rows
                 for e in (v.get("evidence") or {}).get("top_endpoints", [])
             ]
-            if eps:
+            for part in _chunks(eps):
                 conn.execute(
                     self._insert(verdict_endpoints)
-                    .values(eps)
+                    .values(part)
                     .on_conflict_do_nothing(index_elements=["verdict_id", "endpoint"])
                 )
         if changes:
@@ -208,11 +215,12 @@ class Store:
                 }
                 for c in changes
             ]
-            conn.execute(
-                self._insert(ip_list_changes)
-                .values(rows)
-                .on_conflict_do_nothing(index_elements=["change_id"])
-            )
+            for part in _chunks(rows):
+                conn.execute(
+                    self._insert(ip_list_changes)
+                    .values(part)
+                    .on_conflict_do_nothing(index_elements=["change_id"])
+                )
             self._apply_entries(conn, rows)
 
     def _apply_entries(self, conn: Any, rows: Sequence[dict[str, Any]]) -> None:
@@ -246,20 +254,10 @@ class Store:
                 "updated_at": r["changed_at"],
                 "removed_at": None,
             }
-        if upserts:
-            stmt = self._insert(ip_list_entries).values(list(upserts.values()))
-            update = {
-                k: stmt.excluded[k]
-                for k in (
-                    "expires_at",
-                    "reason",
-                    "bot_type",
-                    "verdict_id",
-                    "source",
-                    "updated_at",
-                    "removed_at",
-                )
-            }
+        columns = ("expires_at", "reason", "bot_type", "verdict_id", "source", "updated_at", "removed_at")
+        for part in _chunks(list(upserts.values())):
+            stmt = self._insert(ip_list_entries).values(part)
+            update = {k: stmt.excluded[k] for k in columns}
             conn.execute(stmt.on_conflict_do_update(index_elements=["list", "value"], set_=update))
         if removals:
             e = ip_list_entries.c

@@ -275,3 +275,23 @@ def test_one_batch_of_changes_leaves_the_entries_that_one_batch_per_change_leave
         (c, "v5", True),
         (d, "v0", False),
     ]
+
+
+def test_a_flood_of_verdicts_and_changes_in_one_batch_is_written(db_url):
+    """A spoofed flood can list thousands of clients in one batch: more rows than one statement may
+    carry parameters for (65,535 on Postgres). Found by the live benchmark: it was retried forever."""
+    migrate(db_url)
+    store = Store(db_url)
+    n = 7000
+    ips = [f"10.{i // 65536}.{i // 256 % 256}.{i % 256}" for i in range(n)]
+    evidence = {"top_endpoints": [{"endpoint": "/login", "requests": 9}]}
+    store.write_batch(
+        [{**verdict(f"v{i}", ip), "evidence": evidence} for i, ip in enumerate(ips)],
+        [
+            change("add", "2026-11-01T00:05:00.000Z", "2026-11-01T01:05:00.000Z", f"v{i}", ip)
+            for i, ip in enumerate(ips)
+        ],
+    )
+    assert store.count("verdicts") == n and store.count("ip_list_changes") == n
+    assert len(store.active_entries()) == n
+    store.close()
