@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from abuse_stream.config import KafkaConfig
 from bench.common import OUT, pg_admin_url, pg_available, pg_database, traffic_files
 
 SECTIONS = ("replay", "kafka", "latency", "memory", "scaling")
@@ -186,7 +187,7 @@ def bench_kafka(res: Results, args: argparse.Namespace, js: Path, sections: set[
                     t.rate_steady,
                     t.peak_rss_mib,
                     note=f"mean batch (process+publish+store+commit) "
-                    f"{(t.batch_mean_s or 0):.2f} s; consume batch_size 20000",
+                    f"{(t.batch_mean_s or 0):.2f} s; consume batch_size {KafkaConfig().batch_size:,} (default)",
                 )
             )
             rate = t.rate_steady
