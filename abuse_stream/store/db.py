@@ -98,12 +98,6 @@ class PositionUpdate:
     judged_until: dict[int, int | None]  # partition -> window steps below this bucket were judged
 
 
-def _chunks(rows: Sequence[dict[str, Any]], size: int = 1000) -> list[Sequence[dict[str, Any]]]:
-    """Multi-row statements in parts: a statement may carry at most 65,535 parameters (Postgres) and
-    32,766 (SQLite); 1,000 rows of up to ~20 columns stay well below both."""
-    return [rows[i : i + size] for i in range(0, len(rows), size)]
-
-
 class Store:
     def __init__(self, url: str, retries: int = 8, sleep: Callable[[float], None] = time.sleep) -> None:
         self.url = url
@@ -156,6 +150,9 @@ class Store:
     def _write(
         self, conn: Any, verdict_rows: Sequence[dict[str, Any]], changes: Sequence[dict[str, Any]]
     ) -> None:
+        """Statements are executed with lists of rows: SQLAlchemy compiles each once (cached) and sends
+        the rows in pages of multi-row VALUES ("insertmanyvalues"), well inside the 65,535 parameters a
+        Postgres statement may carry."""
         now = datetime.now(UTC)
         if verdict_rows:
             rows = [
@@ -180,10 +177,7 @@ class Store:
                 }
                 for v in verdict_rows
             ]
-            for part in _chunks(rows):
-                conn.execute(
-                    self._insert(verdicts).values(part).on_conflict_do_nothing(index_elements=["verdict_id"])
-                )
+            conn.execute(self._insert(verdicts).on_conflict_do_nothing(index_elements=["verdict_id"]), rows)
             eps = [
                 {
                     "verdict_id": v["verdict_id"],
@@ -193,11 +187,12 @@ class Store:
                 for v in verdict_rows
                 for e in (v.get("evidence") or {}).get("top_endpoints", [])
             ]
-            for part in _chunks(eps):
+            if eps:
                 conn.execute(
-                    self._insert(verdict_endpoints)
-                    .values(part)
-                    .on_conflict_do_nothing(index_elements=["verdict_id", "endpoint"])
+                    self._insert(verdict_endpoints).on_conflict_do_nothing(
+                        index_elements=["verdict_id", "endpoint"]
+                    ),
+                    eps,
                 )
         if changes:
             rows = [
@@ -215,12 +210,9 @@ class Store:
                 }
                 for c in changes
             ]
-            for part in _chunks(rows):
-                conn.execute(
-                    self._insert(ip_list_changes)
-                    .values(part)
-                    .on_conflict_do_nothing(index_elements=["change_id"])
-                )
+            conn.execute(
+                self._insert(ip_list_changes).on_conflict_do_nothing(index_elements=["change_id"]), rows
+            )
             self._apply_entries(conn, rows)
 
     def _apply_entries(self, conn: Any, rows: Sequence[dict[str, Any]]) -> None:
@@ -255,10 +247,13 @@ class Store:
                 "removed_at": None,
             }
         columns = ("expires_at", "reason", "bot_type", "verdict_id", "source", "updated_at", "removed_at")
-        for part in _chunks(list(upserts.values())):
-            stmt = self._insert(ip_list_entries).values(part)
+        if upserts:
+            stmt = self._insert(ip_list_entries)
             update = {k: stmt.excluded[k] for k in columns}
-            conn.execute(stmt.on_conflict_do_update(index_elements=["list", "value"], set_=update))
+            conn.execute(
+                stmt.on_conflict_do_update(index_elements=["list", "value"], set_=update),
+                list(upserts.values()),
+            )
         if removals:
             e = ip_list_entries.c
             conn.execute(
@@ -346,12 +341,13 @@ class Store:
         ]
         if not rows:
             return
-        stmt = self._insert(consumer_state).values(rows)
+        stmt = self._insert(consumer_state)
         conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=["group_id", "topic", "partition"],
                 set_={k: stmt.excluded[k] for k in ("replay_from", "judged_until", "updated_at")},
-            )
+            ),
+            rows,
         )
 
     def load_positions(self, group_id: str, topic: str) -> dict[int, tuple[int, int | None]]:
