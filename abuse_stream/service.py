@@ -202,8 +202,9 @@ class Service:
     ) -> ServiceStats:
         """Loop until ``stop`` is set (or, with ``until_caught_up``, until the input is exhausted).
 
-        Two batches are in flight: while batch *n* is judged, published, stored and committed on this
-        thread, batch *n+1* (already polled) is parsed and enriched on a worker thread. A rebalance
+        Catching up, two batches are in flight: while batch *n* is judged, published, stored and
+        committed on this thread, batch *n+1* (already polled) is parsed and enriched on a worker
+        thread. Live (less unread than the batch just polled), a batch is completed at once. A rebalance
         during a poll discards the prepared batch: its partitions were dropped, and whoever owns them
         now reads them again from the stored positions.
         """
@@ -238,6 +239,10 @@ class Service:
                     if pending is not None:
                         self._complete(pending)
                     pending = ahead
+                    lag = self.source.lag()
+                    if lag is not None and lag <= len(msgs):  # live, at the head of the stream: judge
+                        self._complete(pending)  # it now rather than one batch later (latency)
+                        pending = None
                     continue
                 if pending is not None:  # input paused: finish what is in flight first
                     self._complete(pending)
