@@ -18,10 +18,8 @@ No I/O here; :class:`abuse_stream.service.Service` decides when to restore and s
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -29,7 +27,6 @@ from abuse_stream.config import Config
 from abuse_stream.ingest.schema import Rejected
 from abuse_stream.pipeline import BatchOutput, Pipeline, PipelineStats, PreparedBatch
 from abuse_stream.policy import ExceptionEntry
-from abuse_stream.verdicts import ListEntry, VerdictBook
 from abuse_stream.window import aggregate_records
 
 
@@ -67,15 +64,6 @@ class PartitionedPipeline:
         return self.parts[partition] if partition in self.parts else self.add(partition)
 
     # -- the pipeline's entry points, per partition ----------------------------------------------------
-
-    def process_lines(
-        self, lines: Sequence[bytes], sources: Sequence[int], offsets: Sequence[int]
-    ) -> BatchOutput:
-        """Run a batch through its partitions' pipelines (``prepare`` then ``process_prepared``).
-
-        Dead letters keep their index into ``lines`` (the caller maps them back to messages).
-        """
-        return self.process_prepared(self.prepare(lines, sources, offsets))
 
     def prepare(
         self, lines: Sequence[bytes], sources: Sequence[int], offsets: Sequence[int]
@@ -173,26 +161,3 @@ class PartitionedPipeline:
 
     def max_ts(self) -> float:
         return max((p.window.max_ts for p in self.parts.values()), default=float("-inf"))
-
-
-# -- the verdict book's state, stored per partition beside the positions -------------------------------------
-
-
-def book_snapshot(book: VerdictBook) -> bytes:
-    """The book's live state (what is listed and what would be a repeat), as stable JSON."""
-    return json.dumps(
-        {
-            "active": sorted([k, bt, until] for (k, bt), until in book.active.items()),
-            "entries": sorted(dataclasses.astuple(e) for e in book.entries.values()),
-        },
-        separators=(",", ":"),
-    ).encode()
-
-
-def restore_book(book: VerdictBook, blob: bytes) -> None:
-    state: dict[str, Any] = json.loads(blob)
-    book.active = {(k, bt): float(until) for k, bt, until in state["active"]}
-    book.entries = {}
-    for row in state["entries"]:
-        e = ListEntry(*row)
-        book.entries[(e.list, e.value)] = e

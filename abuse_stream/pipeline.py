@@ -225,10 +225,6 @@ class Pipeline:
         self._stored_exceptions = list(stored)
         self.book.exceptions = exception_list(self.cfg.policy, stored)
 
-    def set_live_sources(self, sources: set[int] | None) -> None:
-        """Which sources (partitions) still have unread input and so hold the watermark back."""
-        self.window.set_live_sources(sources)
-
     def advance_to(self, event_time: float) -> BatchOutput:
         """Let event time reach ``event_time`` without input (idle stream): close steps, expire entries."""
         now = event_time - self.cfg.window.lateness_s

@@ -36,7 +36,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from abuse_stream.config import Config
 from abuse_stream.ingest.kafka import KafkaSource
 from abuse_stream.metrics import Metrics
-from abuse_stream.partitions import PartitionedPipeline, PreparedParts, book_snapshot, restore_book
+from abuse_stream.partitions import PartitionedPipeline, PreparedParts
 from abuse_stream.pipeline import BatchOutput, Pipeline
 from abuse_stream.sinks.kafka import KafkaSink, PublishError
 from abuse_stream.store.db import PositionUpdate, Store
@@ -140,9 +140,9 @@ class Service:
                     restored.append("baselines (shared replay snapshot)")
             book = self.store.load_snapshot(self.snapshot_name(p.partition, "book"))
             if book:
-                restore_book(pipe.book, book)
+                pipe.book.restore(book)
                 restored.append(f"verdict book ({len(pipe.book.entries)} list entries)")
-            self._saved_books[p.partition] = _book_version(pipe)
+            self._saved_books[p.partition] = pipe.book.version
             log.info(
                 "partition %d: %s",
                 p.partition,
@@ -393,9 +393,9 @@ class Service:
                         )
                     )
                     epochs[part] = pipe.stats.epochs_learnt
-                version = _book_version(pipe)
+                version = pipe.book.version
                 if version != self._saved_books.get(part):
-                    snapshots.append((self.snapshot_name(part, "book"), book_snapshot(pipe.book), None))
+                    snapshots.append((self.snapshot_name(part, "book"), pipe.book.snapshot(), None))
                     books[part] = version
             if not self._until_done(
                 lambda: self.store.write_batch(out.verdicts, out.ip_changes, positions, snapshots),  # type: ignore[union-attr]
@@ -429,12 +429,6 @@ class Service:
             )
         self._delivered = True
         return True
-
-
-def _book_version(pipe: Pipeline) -> tuple[int, ...]:
-    """Changes whenever the verdict book's state does (cheap: no serialisation on every batch)."""
-    b = pipe.book
-    return (b.stats.verdicts, b.stats.changes, b.stats.suppressed, len(b.active), len(b.entries))
 
 
 @dataclass

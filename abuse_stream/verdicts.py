@@ -18,7 +18,9 @@ the same id, so the store and downstream consumers deduplicate on it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -173,23 +175,30 @@ class VerdictBook:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def restore(self, entries: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> None:
-        """After a restart: the list entries and live verdicts from the store, so nothing is repeated."""
-        for e in entries:
-            exp = e["expires_at"].timestamp() if e.get("expires_at") else None
-            self.entries[(e["list"], e["value"])] = ListEntry(
-                e["list"],
-                e["value"],
-                e.get("bot_type") or "",
-                e.get("verdict_id") or "",
-                exp,
-                e.get("reason") or "",
-            )
-        for v in verdicts:
-            key = v.get("session") or v["ip"]
-            until = v["expires_at"].timestamp() if v.get("expires_at") else None
-            if until is not None:
-                self.active[(key, v["bot_type"])] = max(self.active.get((key, v["bot_type"]), until), until)
+    def snapshot(self) -> bytes:
+        """The live state (what is listed, what would be a repeat) as stable JSON, stored per input
+        partition beside its positions so that the partition's next owner goes on from here."""
+        return json.dumps(
+            {
+                "active": sorted([k, bt, until] for (k, bt), until in self.active.items()),
+                "entries": sorted(dataclasses.astuple(e) for e in self.entries.values()),
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    def restore(self, blob: bytes) -> None:
+        """Go on from a :meth:`snapshot`."""
+        state: dict[str, Any] = json.loads(blob)
+        self.active = {(k, bt): float(until) for k, bt, until in state["active"]}
+        self.entries = {}
+        for row in state["entries"]:
+            e = ListEntry(*row)
+            self.entries[(e.list, e.value)] = e
+
+    @property
+    def version(self) -> tuple[int, ...]:
+        """Changes whenever the live state does (a cheap test for "store the snapshot again?")."""
+        return (self.stats.verdicts, self.stats.changes, len(self.active), len(self.entries))
 
     def _extend_if_due(self, ip: str, bt: str, now: float, duration: float) -> list[dict[str, Any]]:
         """Still at it while listed: extend the entry (no new verdict) once half its lifetime has passed."""

@@ -361,19 +361,6 @@ class Store:
                 for r in conn.execute(q).mappings()
             }
 
-    def live_verdicts(self) -> list[dict[str, Any]]:
-        """Verdicts still in force at the newest detection (restored into the verdict book at start)."""
-        from sqlalchemy import func
-
-        with self.engine.connect() as conn:
-            newest = conn.execute(select(func.max(verdicts.c.detected_at))).scalar()
-            if newest is None:
-                return []
-            q = select(verdicts.c.ip, verdicts.c.session, verdicts.c.bot_type, verdicts.c.expires_at).where(
-                verdicts.c.expires_at.is_not(None) & (verdicts.c.expires_at > newest)
-            )
-            return [{**r, "expires_at": _aware(r["expires_at"])} for r in conn.execute(q).mappings()]
-
     def load_snapshot(self, name: str) -> bytes | None:
         with self.engine.connect() as conn:
             return conn.execute(select(model_snapshots.c.blob).where(model_snapshots.c.name == name)).scalar()
