@@ -1,0 +1,101 @@
+"""The service's delivery order with fakes (no broker, no database): a batch left unwritten when the
+service is stopped during an outage stops delivery, so no later batch commits offsets past it."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from sqlalchemy.exc import OperationalError
+
+from abuse_stream.config import build_config
+from abuse_stream.pipeline import Pipeline
+from abuse_stream.service import Service
+from tests.helpers import TinyClassifier
+
+
+class Msg:
+    def __init__(self, offset: int, value: bytes) -> None:
+        self._offset, self._value = offset, value
+
+    def value(self) -> bytes:
+        return self._value
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def topic(self) -> str:
+        return "in"
+
+    def key(self) -> None:
+        return None
+
+
+class Source:
+    """Two batches, then nothing; always far behind the head (so two batches are in flight)."""
+
+    def __init__(self, batches: list[list[Msg]]) -> None:
+        self.batches, self.commits, self.assignment = batches, [], {("in", 0)}
+
+    def set_assign_hook(self, hook) -> None: ...
+
+    def set_revoke_hook(self, hook) -> None: ...
+
+    def poll_batch(self, timeout: float | None = None) -> list[Msg]:
+        return self.batches.pop(0) if self.batches else []
+
+    def lag(self) -> int:
+        return 1_000_000
+
+    def partition_lags(self) -> dict[int, int]:
+        return {0: 1_000_000}
+
+    def commit(self, msgs) -> None:
+        self.commits.append([m.offset() for m in msgs])
+
+
+class Sink:
+    def add_dead_letters(self, *a) -> None: ...
+
+    def add_verdicts(self, *a) -> None: ...
+
+    def add_ip_changes(self, *a) -> None: ...
+
+    def flush(self, *a) -> None: ...
+
+
+class Store:
+    """Down until the service is told to stop, then back: the shutdown must not deliver past the gap."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop, self.written = stop, 0
+
+    def write_batch(self, *a) -> None:
+        if not self.stop.is_set():
+            self.stop.set()  # SIGTERM arrives during the outage
+            raise OperationalError("INSERT", None, Exception("connection refused"))
+        self.written += 1
+
+    def exceptions(self) -> list:
+        return []
+
+    def active_entries(self) -> list:
+        return []
+
+
+def _batch(first: int) -> list[Msg]:
+    rec = {"ts": 1793491200.0, "ip": "198.51.100.7", "method": "GET", "path": "/", "status": 200}
+    return [Msg(first + i, json.dumps({**rec, "ts": rec["ts"] + first + i}).encode()) for i in range(5)]
+
+
+def test_a_batch_left_unwritten_at_stop_is_not_overtaken_by_the_next_one():
+    cfg = build_config({"kafka": {"bootstrap_servers": "unused:9092"}})
+    stop = threading.Event()
+    source, store = Source([_batch(0), _batch(5)]), Store(stop)
+    svc = Service(cfg, Pipeline(cfg, TinyClassifier()), source, Sink(), store)  # type: ignore[arg-type]
+    svc.run(stop)
+    assert source.commits == []  # batch 0 was never written, so batch 5 must not be committed
+    assert store.written == 0
