@@ -73,6 +73,16 @@ def proc_rss(pid: int) -> tuple[int | None, int | None]:
     return cur, peak
 
 
+def proc_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system, all threads) another process has used so far, from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from bench.common import OUT, MiB, free_port, ip4, proc_rss
+from bench.common import OUT, MiB, free_port, ip4, proc_cpu, proc_rss
 
 # -- plumbing ----------------------------------------------------------------------------------------
 
@@ -210,6 +210,7 @@ class ThroughputResult:
     peak_rss_mib: float | None
     batch_mean_s: float | None
     exit_code: int | None
+    cpu_steady_s: float | None = None  # CPU seconds `run` used from the first batch to the last
     profile: list[tuple[str, float, float]] = field(default_factory=list)
 
     @property
@@ -219,6 +220,13 @@ class ThroughputResult:
     @property
     def rate_steady(self) -> float:
         return (self.lines - self.first_count) / max(1e-9, self.total_s - self.first_s)
+
+    @property
+    def cores_steady(self) -> float | None:
+        """Mean cores busy in `run` (all its threads) while steady."""
+        if self.cpu_steady_s is None:
+            return None
+        return self.cpu_steady_s / max(1e-9, self.total_s - self.first_s)
 
 
 def load_input(path: Path, limit: int) -> tuple[list[bytes], list[bytes]]:
@@ -255,6 +263,7 @@ def throughput(
     run = RunProcess(cfg_path, f"{prefix}-run.log")
     t_up = t_first = None
     first_count = 0
+    cpu_first = cpu_done = None
     spy: subprocess.Popen[bytes] | None = None
     raw = OUT / f"{prefix}-py-spy.txt"
     m: dict[str, float] = {}
@@ -269,6 +278,7 @@ def throughput(
                 consumed = int(metric_sum(m, "abuse_stream_records_consumed_total"))
                 if consumed and t_first is None:
                     t_first, first_count = now, consumed
+                    cpu_first = proc_cpu(run.pid)
                     if profile_s:
                         spy = subprocess.Popen(
                             [_py_spy(), "record", "-d", str(int(profile_s)), "-r", "50", "-f", "raw"]
@@ -278,6 +288,7 @@ def throughput(
                         )
                 if consumed >= n:
                     t_done = now
+                    cpu_done = proc_cpu(run.pid)
                     break
             if now - run.started > 3600:
                 raise RuntimeError("the service did not catch up within an hour")
@@ -305,6 +316,7 @@ def throughput(
         peak_rss_mib=peak / MiB if peak else None,
         batch_mean_s=bs / bc if bc else None,
         exit_code=code,
+        cpu_steady_s=cpu_done - cpu_first if cpu_done is not None and cpu_first is not None else None,
         profile=py_spy_summary(raw) if profile_s and raw.exists() else [],
     )
 

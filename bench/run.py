@@ -187,7 +187,8 @@ def bench_kafka(res: Results, args: argparse.Namespace, js: Path, sections: set[
                     t.rate_steady,
                     t.peak_rss_mib,
                     note=f"mean batch (process+publish+store+commit) "
-                    f"{(t.batch_mean_s or 0):.2f} s; consume batch_size {KafkaConfig().batch_size:,} (default)",
+                    f"{(t.batch_mean_s or 0):.2f} s; consume batch_size {KafkaConfig().batch_size:,} (default)"
+                    + (f"; `run` busy {t.cores_steady:.2f} cores" if t.cores_steady is not None else ""),
                 )
             )
             rate = t.rate_steady

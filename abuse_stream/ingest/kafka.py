@@ -32,6 +32,11 @@ def consumer_config(cfg: KafkaConfig) -> dict[str, Any]:
         "partition.assignment.strategy": "range",
         "fetch.max.bytes": 64 * 1024 * 1024,
         "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        # keep a whole batch or two prefetched, and when the local queue is full retry the fetch
+        # soon: librdkafka's default backs off a full second, which stalled a consumer that drains
+        # 100k-message batches (1M lines from Tansu: 4.4 s -> 1.5 s)
+        "queued.min.messages": max(100_000, 2 * cfg.batch_size),
+        "fetch.queue.backoff.ms": 20,
     }
     conf.update(cfg.consumer)
     return conf
