@@ -25,7 +25,7 @@ import numpy as np
 
 from abuse_stream.config import Config
 from abuse_stream.ingest.schema import Rejected
-from abuse_stream.pipeline import BatchOutput, Pipeline, PipelineStats, PreparedBatch
+from abuse_stream.pipeline import BatchOutput, Pipeline, PipelineStats, PreparedBatch, evaluate
 from abuse_stream.policy import ExceptionEntry
 from abuse_stream.window import aggregate_records
 
@@ -90,24 +90,43 @@ class PartitionedPipeline:
         return PreparedParts(lines, whole.rejected, parts)
 
     def process_prepared(self, prepared: PreparedParts) -> BatchOutput:
-        """Windows, judgement and verdicts of a prepared batch, partition by partition."""
+        """Windows, judgement and verdicts of a prepared batch: each partition's records enter its
+        windows, then the steps that closed are judged for all partitions together (one vectorised
+        pass, see :func:`abuse_stream.pipeline.evaluate`)."""
         out = BatchOutput(rejected=list(prepared.rejected))
+        closed = []
         for part, batch in sorted(prepared.parts.items()):
-            out.extend(self.get(part).process_prepared(batch))
+            pipe = self.get(part)
+            admitted, steps = pipe.admit_prepared(batch)
+            out.extend(admitted)
+            closed.append((pipe, steps))
+        for judged in evaluate(closed):
+            out.extend(judged)
         return out
 
     def advance_idle(self, idle_s: float) -> BatchOutput:
         """Input idle for ``idle_s`` of wall time: every partition's event time moves on by as much."""
+        moving = [
+            (p, p.idle_now(p.window.max_ts + idle_s))
+            for _, p in sorted(self.parts.items())
+            if np.isfinite(p.window.max_ts)
+        ]
         out = BatchOutput()
-        for p in self.parts.values():
-            if np.isfinite(p.window.max_ts):
-                out.extend(p.advance_to(p.window.max_ts + idle_s))
+        for (p, now), judged in zip(
+            moving, evaluate([(p, p.window.close_ready(until=now)) for p, now in moving]), strict=True
+        ):
+            out.extend(judged)
+            out.ip_changes += p.book.expire(now)
         return out
 
     def finish(self) -> BatchOutput:
+        """End of input: every partition closes and judges its open steps and learns its last epoch."""
+        pipes = [p for _, p in sorted(self.parts.items())]
         out = BatchOutput()
-        for _part, p in sorted(self.parts.items()):
-            out.extend(p.finish())
+        for judged in evaluate([(p, p.window.flush()) for p in pipes]):
+            out.extend(judged)
+        for p in pipes:
+            p.learn_pending()
         return out
 
     def judged_until(self) -> dict[int, int | None]:

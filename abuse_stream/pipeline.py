@@ -25,7 +25,7 @@ from abuse_stream import endpoints
 from abuse_stream.baseline import TrafficBaselines, learning_frame
 from abuse_stream.config import Config
 from abuse_stream.detectors import build_detectors
-from abuse_stream.detectors.base import DetectContext, check_findings
+from abuse_stream.detectors.base import Baselines, DetectContext, check_findings
 from abuse_stream.features import BrowserClassifier, CrawlerChecker, Enricher, UAClassifier, client_features
 from abuse_stream.ingest.parse import LineParser, build_parser
 from abuse_stream.ingest.schema import Rejected
@@ -160,17 +160,25 @@ class Pipeline:
 
     def process_prepared(self, batch: PreparedBatch) -> BatchOutput:
         """The second half of :meth:`process_lines`, in input order: windows, judgement, verdicts."""
-        self.stats.lines += len(batch.lines) if batch.line_count is None else batch.line_count
-        out = self._process_enriched(batch.enriched, batch.records, batch.lines, batch.aggregated)
-        out.rejected = list(batch.rejected) + out.rejected
-        self._count_rejects(batch.rejected)
+        out, closed = self.admit_prepared(batch)
+        out.extend(self._evaluate(closed))
         return out
 
     def process_records(self, records: pl.DataFrame, lines: Sequence[bytes] | None = None) -> BatchOutput:
         """Run canonical records (optionally with a ``_line`` index into ``lines``) through the stages."""
         return self._process_enriched(self.enrich(records) if records.height else None, records.height, lines)
 
-    def _process_enriched(
+    def admit_prepared(self, batch: PreparedBatch) -> tuple[BatchOutput, pl.DataFrame]:
+        """:meth:`process_prepared` without the judging: the batch enters the windows; returns the
+        rejects (parse errors, late records) and the closed steps, to be judged by :func:`evaluate`
+        (which judges several partitions' closed steps together)."""
+        self.stats.lines += len(batch.lines) if batch.line_count is None else batch.line_count
+        out = self._admit(batch.enriched, batch.records, batch.lines, batch.aggregated)
+        out.rejected = list(batch.rejected) + out.rejected
+        self._count_rejects(batch.rejected)
+        return out, self.window.close_ready()
+
+    def _admit(
         self,
         enriched: pl.DataFrame | None,
         records: int,
@@ -186,6 +194,16 @@ class Pipeline:
                 late_rej = self._late_rejects(late, lines)
                 out.rejected += late_rej
                 self._count_rejects(late_rej)
+        return out
+
+    def _process_enriched(
+        self,
+        enriched: pl.DataFrame | None,
+        records: int,
+        lines: Sequence[bytes] | None,
+        aggregated: pl.DataFrame | None = None,
+    ) -> BatchOutput:
+        out = self._admit(enriched, records, lines, aggregated)
         out.extend(self._evaluate(self.window.close_ready()))
         return out
 
@@ -227,15 +245,19 @@ class Pipeline:
 
     def advance_to(self, event_time: float) -> BatchOutput:
         """Let event time reach ``event_time`` without input (idle stream): close steps, expire entries."""
-        now = event_time - self.cfg.window.lateness_s
+        now = self.idle_now(event_time)
         out = self._evaluate(self.window.close_ready(until=now))
         out.ip_changes += self.book.expire(now)
         return out
 
+    def idle_now(self, event_time: float) -> float:
+        """The closed-window edge when the input is idle and event time has reached ``event_time``."""
+        return event_time - self.cfg.window.lateness_s
+
     def finish(self) -> BatchOutput:
         """End of input (replay): close and judge every open step, learn from the last epoch."""
         out = self._evaluate(self.window.flush())
-        self._learn_pending()
+        self.learn_pending()
         return out
 
     @property
@@ -257,38 +279,33 @@ class Pipeline:
 
     def _evaluate(self, closed: pl.DataFrame) -> BatchOutput:
         """Judge closed steps, one baseline epoch at a time (what an epoch learns applies after it)."""
-        out = BatchOutput()
-        if closed.height == 0:
-            return out
-        closed = closed.with_columns(_epoch=pl.col("bucket") // self.epoch_steps)
-        for (epoch,), rows in sorted(closed.partition_by("_epoch", as_dict=True).items()):
-            if self.pending_epoch is not None and int(epoch) > self.pending_epoch:  # type: ignore[arg-type]
-                self._learn_pending()
-            v, c = self._judge(rows.drop("_epoch"), int(epoch))  # type: ignore[arg-type]
-            out.verdicts += v
-            out.ip_changes += c
-        out.ip_changes += self.book.expire(float(closed["window_end"].max()))  # type: ignore[arg-type]
-        return out
+        return evaluate([(self, closed)])[0]
 
-    def _judge(self, clients: pl.DataFrame, epoch: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        w = self.cfg.window
+    def _epochs(self, closed: pl.DataFrame) -> list[tuple[int, pl.DataFrame]]:
+        """Closed steps grouped by baseline epoch, in order."""
+        if closed.height == 0:
+            return []
+        closed = closed.with_columns(_epoch=pl.col("bucket") // self.epoch_steps)
+        return [
+            (int(epoch), rows.drop("_epoch"))  # type: ignore[call-overload]
+            for (epoch,), rows in sorted(closed.partition_by("_epoch", as_dict=True).items())
+        ]
+
+    def _take_judged(
+        self, clients: pl.DataFrame, epoch: int, scored: pl.DataFrame, hits: pl.DataFrame, flagged: pl.Series
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """This pipeline's share of a judging pass (:func:`_judge_together`): verdicts from its book,
+        and what its baselines will learn when the epoch is over."""
         self.stats.steps += clients["bucket"].n_unique()
-        feats = client_features(clients, w.length_s)
-        ctx = DetectContext(step_s=w.step_s, window_s=w.length_s, baselines=self.baselines)
-        parts = [feats]
-        for d in self.detectors:
-            parts.append(check_findings(d.name, d.evaluate(feats, ctx), feats.height, prefix=f"{d.name}__"))
-        scored = confidence_columns(pl.concat(parts, how="horizontal"), self.cfg.detection.bot_types)
         if self.keep_findings:
             keep = ["key", "ip", "bucket", "window_end"] + [
                 c for c in scored.columns if "__" in c and not c.endswith("__detail")
             ]
             self._findings.append(scored.select(keep))
-        hits = detections(scored, self.cfg)
         verdicts, changes = self.book.decide(scored, hits, evidence_many=self._evidence_many)
         for v in verdicts:
             self.stats.verdicts_by_type[v["bot_type"]] = self.stats.verdicts_by_type.get(v["bot_type"], 0) + 1
-        self._pending.append((learning_frame(scored), self._flagged(scored, hits)))  # what learning reads
+        self._pending.append((learning_frame(scored), flagged))  # what learning reads
         self.pending_epoch = epoch
         return verdicts, changes
 
@@ -313,13 +330,7 @@ class Pipeline:
             return False
         return True
 
-    def _flagged(self, scored: pl.DataFrame, hits: pl.DataFrame) -> pl.Series:
-        """Rows where a detector fired or a verdict was reached."""
-        any_fired = pl.any_horizontal([pl.col(f"{d.name}__fired") for d in self.detectors])
-        fired = scored.select(any_fired.alias("f"))["f"]
-        return fired | pl.Series(range(scored.height)).is_in(hits["row"].unique().implode())
-
-    def _learn_pending(self) -> None:
+    def learn_pending(self) -> None:
         """Learn from the finished epoch (a seeded sample of its eligible clients)."""
         if self.pending_epoch is None:
             return
@@ -363,6 +374,110 @@ class Pipeline:
     def _count_rejects(self, rejected: Sequence[Rejected]) -> None:
         for r in rejected:
             self.stats.rejected_by_reason[r.reason] = self.stats.rejected_by_reason.get(r.reason, 0) + 1
+
+
+def evaluate(items: Sequence[tuple[Pipeline, pl.DataFrame]]) -> list[BatchOutput]:
+    """Judge each pipeline's closed steps (one output per item, in order).
+
+    Each pipeline goes through its steps one baseline epoch at a time (what an epoch learns applies
+    after it, whatever the batching). The pipelines are independent (one per input partition), so
+    their next epochs are judged *together*, in one vectorised pass over all their clients: a batch
+    split over N partitions costs one pass of features, detectors and scoring instead of N. Each
+    pipeline's own baselines, verdict book and windows still decide its share of the rows, so the
+    results are exactly those of judging the pipelines one by one.
+    """
+    queues = [pipe._epochs(closed) for pipe, closed in items]
+    outs = [BatchOutput() for _ in items]
+    for k in range(max((len(q) for q in queues), default=0)):
+        entries: list[tuple[int, Pipeline, pl.DataFrame, int]] = []
+        for i, ((pipe, _), queue) in enumerate(zip(items, queues, strict=True)):
+            if k < len(queue):
+                epoch, rows = queue[k]
+                if pipe.pending_epoch is not None and epoch > pipe.pending_epoch:
+                    pipe.learn_pending()
+                entries.append((i, pipe, rows, epoch))
+        # pipelines with another config (a reload reached some, not yet all) are judged apart
+        groups: dict[int, list[tuple[int, Pipeline, pl.DataFrame, int]]] = {}
+        for e in entries:
+            groups.setdefault(id(e[1].cfg), []).append(e)
+        for group in groups.values():
+            judged = _judge_together([(pipe, rows, epoch) for _, pipe, rows, epoch in group])
+            for (i, *_), (verdicts, changes) in zip(group, judged, strict=True):
+                outs[i].verdicts += verdicts
+                outs[i].ip_changes += changes
+    for (pipe, closed), out in zip(items, outs, strict=True):
+        if closed.height:
+            out.ip_changes += pipe.book.expire(float(closed["window_end"].max()))  # type: ignore[arg-type]
+    return outs
+
+
+def _judge_together(
+    entries: Sequence[tuple[Pipeline, pl.DataFrame, int]],
+) -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    """Features, detectors and scoring over the closed steps of several pipelines sharing one config,
+    stacked; then each pipeline's book decides on its own rows."""
+    first = entries[0][0]
+    cfg, w = first.cfg, first.cfg.window
+    sizes = [rows.height for _, rows, _ in entries]
+    clients = (
+        entries[0][1] if len(entries) == 1 else pl.concat([r for _, r, _ in entries], how="vertical_relaxed")
+    )
+    feats = client_features(clients, w.length_s)
+    baselines = (
+        first.baselines
+        if len(entries) == 1
+        else _StackedBaselines([p.baselines for p, _, _ in entries], sizes)
+    )
+    ctx = DetectContext(step_s=w.step_s, window_s=w.length_s, baselines=baselines)
+    parts = [feats]
+    for d in first.detectors:
+        parts.append(check_findings(d.name, d.evaluate(feats, ctx), feats.height, prefix=f"{d.name}__"))
+    scored = confidence_columns(pl.concat(parts, how="horizontal"), cfg.detection.bot_types)
+    hits = detections(scored, cfg)
+    any_fired = pl.any_horizontal([pl.col(f"{d.name}__fired") for d in first.detectors])
+    flagged = scored.select(any_fired.alias("f"))["f"]  # a detector fired, or a verdict was reached:
+    flagged = flagged | pl.Series(range(scored.height)).is_in(hits["row"].unique().implode())  # no learning
+    if len(entries) == 1:
+        pipe, rows, epoch = entries[0]
+        return [pipe._take_judged(rows, epoch, scored, hits, flagged)]
+    out = []
+    start = 0
+    for (pipe, rows, epoch), n in zip(entries, sizes, strict=True):
+        mine = hits.filter(pl.col("row").is_between(start, start + n - 1))
+        mine = mine.with_columns((pl.col("row") - start).cast(hits.schema["row"]))
+        out.append(pipe._take_judged(rows, epoch, scored.slice(start, n), mine, flagged.slice(start, n)))
+        start += n
+    return out
+
+
+class _StackedBaselines(Baselines):
+    """Several pipelines' baselines over one feature frame that stacks their rows (``sizes`` rows
+    each, in order): every question goes to the baselines of the rows it is about."""
+
+    def __init__(self, each: Sequence[Baselines], sizes: Sequence[int]) -> None:
+        self.each, self.sizes = list(each), list(sizes)
+
+    def _slices(self, n: int) -> list[tuple[int, int]]:
+        if n != sum(self.sizes):
+            raise ValueError(f"baselines asked about {n} rows, the judged frame has {sum(self.sizes)}")
+        starts = np.cumsum([0, *self.sizes[:-1]]).tolist()
+        return list(zip(starts, self.sizes, strict=True))
+
+    def lookup(self, metric: str, apps: pl.Series) -> pl.Series:
+        return pl.concat(
+            [
+                b.lookup(metric, apps.slice(s, n))
+                for b, (s, n) in zip(self.each, self._slices(apps.len()), strict=True)
+            ]
+        )
+
+    def score(self, model: str, features: pl.DataFrame, eligible: pl.Series) -> pl.Series:
+        return pl.concat(
+            [
+                b.score(model, features.slice(s, n), eligible.slice(s, n))
+                for b, (s, n) in zip(self.each, self._slices(features.height), strict=True)
+            ]
+        )
 
 
 def build_pipeline(cfg: Config) -> Pipeline:

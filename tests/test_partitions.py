@@ -55,3 +55,53 @@ def test_a_partitions_verdict_book_goes_on_from_its_snapshot():
         fresh.restore(book.snapshot())
         assert fresh.active == book.active and fresh.entries == book.entries
         assert fresh.snapshot() == book.snapshot() and fresh.version[2:] == book.version[2:]
+
+
+def _canon(items: list[dict]) -> list[str]:
+    return sorted(json.dumps(x, sort_keys=True, default=str) for x in items)
+
+
+def test_judging_partitions_together_equals_judging_each_alone():
+    """A batch's closed steps are judged for all partitions in one pass (stacked rows, each
+    partition's own baselines and book): every verdict, list change, statistic and learnt baseline is
+    what the partition yields when it is judged on its own."""
+    together = PartitionedPipeline(Pipeline(CFG, TinyClassifier()))
+    got_v, got_c = [], []
+    for lines, parts, offsets in _batches(400):
+        out = together.process_prepared(together.prepare(lines, parts, offsets))
+        got_v += out.verdicts
+        got_c += out.ip_changes
+    out = together.finish()
+    got_v += out.verdicts
+    got_c += out.ip_changes
+    want_v, want_c = [], []
+    for p in range(4):
+        alone = PartitionedPipeline(Pipeline(CFG, TinyClassifier()))
+        for lines, parts, offsets in _batches(400, {p}):
+            out = alone.process_prepared(alone.prepare(lines, parts, offsets))
+            want_v += out.verdicts
+            want_c += out.ip_changes
+        out = alone.finish()
+        want_v += out.verdicts
+        want_c += out.ip_changes
+        mine, theirs = together.parts[p], alone.parts[p]
+        assert mine.stats == theirs.stats
+        assert mine.baselines.snapshot() == theirs.baselines.snapshot()
+        assert mine.book.snapshot() == theirs.book.snapshot()
+    assert any(together.parts[p].stats.epochs_learnt > 1 for p in range(4))  # baselines were in play
+    assert got_v and _canon(got_v) == _canon(want_v)
+    assert _canon(got_c) == _canon(want_c)
+
+
+def test_stacked_baselines_refuse_rows_they_do_not_cover():
+    import polars as pl
+    import pytest
+
+    from abuse_stream.pipeline import _StackedBaselines
+
+    pp = PartitionedPipeline(Pipeline(CFG, TinyClassifier()))
+    stacked = _StackedBaselines([pp.add(0).baselines, pp.add(1).baselines], [2, 3])
+    apps = pl.Series(["a", "b", "a", "c", "a"])
+    assert stacked.lookup("sustained_rps", apps).len() == 5
+    with pytest.raises(ValueError, match="about 4 rows, the judged frame has 5"):
+        stacked.lookup("sustained_rps", apps.head(4))
