@@ -14,9 +14,10 @@ The state pickles (:meth:`TrafficBaselines.snapshot` / :meth:`restore`) so it su
 
 from __future__ import annotations
 
+import copy
 import math
 import pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +148,36 @@ class HSTArrays:
         self._r_mass = r_mass
 
 
+_BUILT: dict[tuple[Any, ...], bytes] = {}
+
+
+def _with_trees(model: anomaly.HalfSpaceTrees, features: Sequence[str]) -> anomaly.HalfSpaceTrees:
+    """A copy of ``model`` (no trees yet) with the trees river builds on its first row.
+
+    The trees depend only on the model's parameters, seed and feature names, never on the row's
+    values; building them (25 trees of 511 nodes, Python objects) takes ~0.1 s and happens for every
+    partition's model, so they are built once per process and copied (a pickle round trip, ~10 ms).
+    """
+    key = (
+        model.n_trees,
+        model.height,
+        model.window_size,
+        model.seed,
+        tuple(sorted(dict(model.limits).items())),
+        tuple(sorted(features)),
+    )
+    blob = _BUILT.get(key)
+    if blob is None:
+        built = copy.deepcopy(model)
+        built.learn_one(dict.fromkeys(features, 0.0))  # builds the trees, then learns the row: undo that
+        for nodes in built._tree_nodes:
+            for node in nodes:
+                node.l_mass = node.r_mass = 0
+        built.counter, built._first_window = 0, True
+        blob = _BUILT[key] = pickle.dumps(built, protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.loads(blob)  # noqa: S301 - our own bytes
+
+
 @dataclass
 class BehaviorModel:
     """river HalfSpaceTrees over :data:`BEHAVIOR_FEATURES`; ``learn_one``/``score_one`` per client row,
@@ -176,6 +207,7 @@ class BehaviorModel:
     def learn(self, features: pl.DataFrame) -> None:
         x = self.frame(features)
         if x.height and not self.model.trees:  # the first row builds the trees (river's own code)
+            self.model = _with_trees(self.model, x.columns)
             self.model.learn_one(x.row(0, named=True))
             x = x.slice(1)
         if x.height:

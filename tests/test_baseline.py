@@ -76,3 +76,25 @@ def test_behavior_model_scores_like_river_and_pickles_without_its_arrays():
     restored = pickle.loads(pickle.dumps(model))
     assert "_hst" not in restored.__dict__
     assert restored.score(frame.tail(100)) == model.score(frame.tail(100))
+
+
+def test_trees_from_the_cache_equal_river_building_its_own():
+    """Every partition's behaviour model gets its trees from a per-process cache: the same trees,
+    masses and scores as river building them on the model's first row."""
+    from abuse_stream.baseline import _with_trees
+
+    rng = np.random.default_rng(5)
+    rows = _dicts(_rows(rng, 130))
+    for _ in range(2):  # the second model comes from the cache
+        river_model = anomaly.HalfSpaceTrees(n_trees=6, height=5, window_size=40, seed=11)
+        ours = _with_trees(anomaly.HalfSpaceTrees(n_trees=6, height=5, window_size=40, seed=11), FEATURES)
+        assert ours.trees and not river_model.trees and _masses(ours) == [(0, 0)] * len(_masses(ours))
+        for r in rows:
+            river_model.learn_one(r)
+            ours.learn_one(r)
+        thresholds = [[getattr(n, "threshold", None) for n in t.iter_dfs()] for t in ours.trees]
+        assert thresholds == [
+            [getattr(n, "threshold", None) for n in t.iter_dfs()] for t in river_model.trees
+        ]
+        assert _masses(ours) == _masses(river_model)
+        assert [ours.score_one(r) for r in rows[:40]] == [river_model.score_one(r) for r in rows[:40]]
