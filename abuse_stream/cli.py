@@ -49,9 +49,27 @@ def _pipeline(cfg: Config) -> Any:
     from abuse_stream.pipeline import build_pipeline
 
     try:
-        return build_pipeline(cfg)
+        pipeline = build_pipeline(cfg)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
+    _tune_gc()
+    return pipeline
+
+
+def _tune_gc() -> None:
+    """Keep Python's cycle collector off the hot path (called once the reference data is loaded).
+
+    Batches allocate hundreds of thousands of short-lived, GC-tracked objects (a consumed batch alone
+    is 100k ``Message`` objects) that reference counting frees; with the default thresholds they set
+    off collection after collection, and every full one walks the whole heap: imports, UA signatures,
+    crawler ranges, baseline trees. Freezing what exists at start-up takes it out of those walks, and
+    higher thresholds collect young objects ~300x less often. Cycles are still collected.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(200_000, 50, 20)  # defaults 700, 10, 10; `make bench` Kafka: 144k -> 170k lines/s
 
 
 config_option = click.option(

@@ -281,7 +281,17 @@ def throughput(
                     cpu_first = proc_cpu(run.pid)
                     if profile_s:
                         spy = subprocess.Popen(
-                            [_py_spy(), "record", "-d", str(int(profile_s)), "-r", "50", "-f", "raw"]
+                            [
+                                _py_spy(),
+                                "record",
+                                "-d",
+                                str(int(profile_s)),
+                                "-r",
+                                "50",
+                                "-f",
+                                "raw",
+                                *os.environ.get("BENCH_PY_SPY_FLAGS", "").split(),
+                            ]
                             + ["-o", str(raw), "--pid", str(run.pid)],
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL,
