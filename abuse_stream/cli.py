@@ -52,11 +52,11 @@ def _pipeline(cfg: Config) -> Any:
         pipeline = build_pipeline(cfg)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    _tune_gc()
+    tune_gc()
     return pipeline
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Keep Python's cycle collector off the hot path (called once the reference data is loaded).
 
     Batches allocate hundreds of thousands of short-lived, GC-tracked objects (a consumed batch alone

@@ -90,6 +90,7 @@ class Results:
 def bench_replay(res: Results, js: Path, comb: Path, n: int) -> None:
     import polars as pl
 
+    from abuse_stream.cli import tune_gc
     from abuse_stream.config import build_config
     from abuse_stream.ingest.parse import build_parser
     from abuse_stream.pipeline import build_pipeline
@@ -106,6 +107,7 @@ def bench_replay(res: Results, js: Path, comb: Path, n: int) -> None:
     data = lines = b""  # type: ignore[assignment]  # free them before the pipeline runs
     for name, path, fmt in (("replay, JSON", js, "json"), ("replay, combined", comb, "combined")):
         p = build_pipeline(build_config({"input": {"format": fmt}}))  # what `replay` runs: every detector
+        tune_gc()  # as the CLI does once the pipeline is built
         s = replay(p, [str(path)], None, None, None)
         res.add(
             Row(

@@ -88,6 +88,7 @@ def synthetic_file(clients: int, lines: int, span_s: float = 300.0, seed: int = 
 
 def measure(path: Path, clients: int, max_clients: int | None) -> dict[str, float | int]:
     """Replay ``path`` with every detector on; lines/s, RSS before, at the peak and after."""
+    from abuse_stream.cli import tune_gc
     from abuse_stream.config import build_config
     from abuse_stream.pipeline import build_pipeline
     from abuse_stream.replay import replay
@@ -95,14 +96,15 @@ def measure(path: Path, clients: int, max_clients: int | None) -> dict[str, floa
     cap = max_clients or max(1_000_000, int(clients * 1.1))
     cfg = build_config({"input": {"format": "json"}, "window": {"max_clients": cap}})
     p = build_pipeline(cfg)
+    tune_gc()  # as the CLI does once the pipeline is built
     judged = [0]  # client-steps judged: rows handed to the detectors (bench-only instrumentation)
-    judge = p._judge
+    take = p._take_judged
 
-    def counting(clients: Any, epoch: int) -> Any:
+    def counting(clients: Any, *rest: Any) -> Any:
         judged[0] += clients.height
-        return judge(clients, epoch)
+        return take(clients, *rest)
 
-    p._judge = counting  # type: ignore[method-assign]
+    p._take_judged = counting  # type: ignore[method-assign]
     base = rss_now()
     t0 = time.perf_counter()
     s = replay(p, [str(path)], None, None, None)
