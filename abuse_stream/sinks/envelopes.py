@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
+
+import msgspec
 
 from abuse_stream.ingest.schema import Rejected
 
@@ -12,7 +13,21 @@ MAX_RAW = 16384  # bytes of a rejected line kept in a dead letter
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    """Compact UTF-8 JSON (msgspec: several times faster than ``json.dumps``, which was a tenth of a
+    live batch with thousands of verdicts). A non-finite float, never meant to be in a record, is
+    written as ``null``: valid JSON for every consumer."""
+    return _encode(obj)
+
+
+def _fallback(obj: Any) -> Any:
+    """What ``json.dumps`` took and msgspec does not: numpy scalars (a float64 is a float subclass)."""
+    item = getattr(obj, "item", None)
+    if callable(item):
+        return item()
+    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+_encode = msgspec.json.Encoder(enc_hook=_fallback).encode
 
 
 def dead_letter(r: Rejected, source: dict[str, Any], rejected_at: str | None) -> dict[str, Any]:
