@@ -13,7 +13,7 @@ from abuse_stream.sinks.envelopes import dumps
 def test_compact_utf8_json_that_reads_back_as_the_record():
     record = {
         "ip": "203.0.113.7",
-        "ua": "Mozilla/5.0 «test» \u2028 \x01 \"quoted\" \\ back",
+        "ua": 'Mozilla/5.0 «test» \u2028 \x01 "quoted" \\ back',
         "confidence": 0.30000000000000004,
         "tiny": 1.5e-05,
         "detectors": [{"name": "probes", "fired": True, "value": 3, "baseline": None}],
