@@ -316,11 +316,7 @@ class WindowState:
                 if aggregated is not None and late.height == 0
                 else aggregate_records(records, self.cfg.step_s, self.cfg.max_paths_per_bucket)
             )
-            self.open = (
-                agg
-                if self.open.height == 0
-                else merge_buckets([self.open, agg], self.cfg.max_paths_per_bucket)
-            )
+            self.open = self._merge_open(agg)
             self.max_ts = max(self.max_ts, float(records["ts"].max()))  # type: ignore[arg-type]
             if "_off" in records.columns:
                 offs = records.group_by(
@@ -336,6 +332,20 @@ class WindowState:
             else:
                 self.source_max[0] = max(self.source_max.get(0, -math.inf), self.max_ts)
         return late
+
+    def _merge_open(self, agg: pl.DataFrame) -> pl.DataFrame:
+        """The open buckets with a batch's aggregates merged in. Only the (client, bucket) rows the
+        batch touches are merged; the others are kept as they are, so a batch costs what it brings,
+        not what the open buckets of every active client hold."""
+        if self.open.height == 0:
+            return agg
+        keys = agg.select("key", "bucket")
+        touched = self.open.join(keys, on=["key", "bucket"], how="semi")
+        if touched.height == 0:
+            return pl.concat([self.open, agg], how="vertical")
+        untouched = self.open.join(keys, on=["key", "bucket"], how="anti")
+        merged = merge_buckets([touched, agg], self.cfg.max_paths_per_bucket)
+        return pl.concat([untouched, merged], how="vertical")
 
     def close_ready(self, until: float | None = None) -> pl.DataFrame:
         """Close every open bucket that ends at or before ``until`` (default: the watermark).
