@@ -63,7 +63,9 @@ class KafkaConfig(_Frozen):
     batch_size: int = Field(
         100_000, gt=0, description="max messages per consume() call (a catching-up service reads this many)"
     )
-    batch_timeout_s: float = Field(0.5, gt=0)
+    batch_timeout_s: float = Field(
+        0.5, gt=0, description="longest wait for input when none is there (what is there is taken at once)"
+    )
     session_timeout_ms: int = Field(45000, ge=1000)
     create_topics: bool = True
     input_partitions: int = Field(4, gt=0, description="partitions when abuse-stream creates the input topic")

@@ -84,10 +84,17 @@ class KafkaSource:
             self._on_revoke(parts)
 
     def poll_batch(self, timeout: float | None = None) -> list[Message]:
-        """Up to ``batch_size`` messages, waiting at most ``timeout`` (default ``batch_timeout_s``) for
-        them; transport errors are logged."""
+        """Up to ``batch_size`` messages; transport errors are logged.
+
+        What has arrived already is returned at once: a live stream's batch is what came in while the
+        previous one was processed, not held back to fill up (decision latency). Only when nothing is
+        there does it wait, at most ``timeout`` (default ``batch_timeout_s``), and then returns what
+        that wait brought.
+        """
         wait = self.cfg.batch_timeout_s if timeout is None else timeout
-        msgs = self.consumer.consume(num_messages=self.cfg.batch_size, timeout=wait)
+        msgs = self.consumer.consume(num_messages=self.cfg.batch_size, timeout=0)
+        if not msgs and wait > 0:
+            msgs = self.consumer.consume(num_messages=self.cfg.batch_size, timeout=wait)
         good = []
         for m in msgs:
             err = m.error()
