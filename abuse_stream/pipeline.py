@@ -166,7 +166,9 @@ class Pipeline:
 
     def process_records(self, records: pl.DataFrame, lines: Sequence[bytes] | None = None) -> BatchOutput:
         """Run canonical records (optionally with a ``_line`` index into ``lines``) through the stages."""
-        return self._process_enriched(self.enrich(records) if records.height else None, records.height, lines)
+        out = self._admit(self.enrich(records) if records.height else None, records.height, lines)
+        out.extend(self._evaluate(self.window.close_ready()))
+        return out
 
     def admit_prepared(self, batch: PreparedBatch) -> tuple[BatchOutput, pl.DataFrame]:
         """:meth:`process_prepared` without the judging: the batch enters the windows; returns the
@@ -194,17 +196,6 @@ class Pipeline:
                 late_rej = self._late_rejects(late, lines)
                 out.rejected += late_rej
                 self._count_rejects(late_rej)
-        return out
-
-    def _process_enriched(
-        self,
-        enriched: pl.DataFrame | None,
-        records: int,
-        lines: Sequence[bytes] | None,
-        aggregated: pl.DataFrame | None = None,
-    ) -> BatchOutput:
-        out = self._admit(enriched, records, lines, aggregated)
-        out.extend(self._evaluate(self.window.close_ready()))
         return out
 
     def reconfigure(self, cfg: Config) -> list[str]:
