@@ -8,7 +8,7 @@ import zlib
 
 from abuse_stream.config import build_config
 from abuse_stream.partitions import PartitionedPipeline
-from abuse_stream.pipeline import Pipeline
+from abuse_stream.pipeline import BatchOutput, Pipeline
 from abuse_stream.simulate import SCENARIOS, generate
 from tests.helpers import TinyClassifier
 
@@ -30,11 +30,17 @@ def _batches(size: int, only: set[int] | None = None):
         yield [v for _, _, v in part], [p for p, _, _ in part], [o for _, o, _ in part]
 
 
-def _run(pp: PartitionedPipeline, size: int, only: set[int] | None = None) -> set[str]:
-    ids = set()
+def _outputs(pp: PartitionedPipeline, size: int, only: set[int] | None = None) -> BatchOutput:
+    """Everything ``pp`` yields for the (selected partitions of the) tiny scenario, then ``finish``."""
+    total = BatchOutput()
     for lines, parts, offsets in _batches(size, only):
-        ids |= {v["verdict_id"] for v in pp.process_prepared(pp.prepare(lines, parts, offsets)).verdicts}
-    return ids | {v["verdict_id"] for v in pp.finish().verdicts}
+        total.extend(pp.process_prepared(pp.prepare(lines, parts, offsets)))
+    total.extend(pp.finish())
+    return total
+
+
+def _run(pp: PartitionedPipeline, size: int, only: set[int] | None = None) -> set[str]:
+    return {v["verdict_id"] for v in _outputs(pp, size, only).verdicts}
 
 
 def test_one_owner_of_all_partitions_yields_what_two_owners_yield_between_them():
@@ -66,31 +72,18 @@ def test_judging_partitions_together_equals_judging_each_alone():
     partition's own baselines and book): every verdict, list change, statistic and learnt baseline is
     what the partition yields when it is judged on its own."""
     together = PartitionedPipeline(Pipeline(CFG, TinyClassifier()))
-    got_v, got_c = [], []
-    for lines, parts, offsets in _batches(400):
-        out = together.process_prepared(together.prepare(lines, parts, offsets))
-        got_v += out.verdicts
-        got_c += out.ip_changes
-    out = together.finish()
-    got_v += out.verdicts
-    got_c += out.ip_changes
-    want_v, want_c = [], []
+    got = _outputs(together, 400)
+    want = BatchOutput()
     for p in range(4):
         alone = PartitionedPipeline(Pipeline(CFG, TinyClassifier()))
-        for lines, parts, offsets in _batches(400, {p}):
-            out = alone.process_prepared(alone.prepare(lines, parts, offsets))
-            want_v += out.verdicts
-            want_c += out.ip_changes
-        out = alone.finish()
-        want_v += out.verdicts
-        want_c += out.ip_changes
+        want.extend(_outputs(alone, 400, {p}))
         mine, theirs = together.parts[p], alone.parts[p]
         assert mine.stats == theirs.stats
         assert mine.baselines.snapshot() == theirs.baselines.snapshot()
         assert mine.book.snapshot() == theirs.book.snapshot()
     assert any(together.parts[p].stats.epochs_learnt > 1 for p in range(4))  # baselines were in play
-    assert got_v and _canon(got_v) == _canon(want_v)
-    assert _canon(got_c) == _canon(want_c)
+    assert got.verdicts and _canon(got.verdicts) == _canon(want.verdicts)
+    assert _canon(got.ip_changes) == _canon(want.ip_changes)
 
 
 def test_stacked_baselines_refuse_rows_they_do_not_cover():
