@@ -25,7 +25,15 @@ import numpy as np
 
 from abuse_stream.config import Config
 from abuse_stream.ingest.schema import Rejected
-from abuse_stream.pipeline import BatchOutput, Pipeline, PipelineStats, PreparedBatch, evaluate
+from abuse_stream.pipeline import (
+    BatchOutput,
+    Pipeline,
+    PipelineStats,
+    PreparedBatch,
+    advance,
+    evaluate,
+    finish,
+)
 from abuse_stream.policy import ExceptionEntry
 from abuse_stream.window import aggregate_records
 
@@ -100,34 +108,17 @@ class PartitionedPipeline:
             admitted, steps = pipe.admit_prepared(batch)
             out.extend(admitted)
             closed.append((pipe, steps))
-        for judged in evaluate(closed):
-            out.extend(judged)
+        out.extend(_merged(evaluate(closed)))
         return out
 
     def advance_idle(self, idle_s: float) -> BatchOutput:
         """Input idle for ``idle_s`` of wall time: every partition's event time moves on by as much."""
-        moving = [
-            (p, p.idle_now(p.window.max_ts + idle_s))
-            for _, p in sorted(self.parts.items())
-            if np.isfinite(p.window.max_ts)
-        ]
-        out = BatchOutput()
-        for (p, now), judged in zip(
-            moving, evaluate([(p, p.window.close_ready(until=now)) for p, now in moving]), strict=True
-        ):
-            out.extend(judged)
-            out.ip_changes += p.book.expire(now)
-        return out
+        pipes = [p for _, p in sorted(self.parts.items()) if np.isfinite(p.window.max_ts)]
+        return _merged(advance([(p, p.window.max_ts + idle_s) for p in pipes]))
 
     def finish(self) -> BatchOutput:
         """End of input: every partition closes and judges its open steps and learns its last epoch."""
-        pipes = [p for _, p in sorted(self.parts.items())]
-        out = BatchOutput()
-        for judged in evaluate([(p, p.window.flush()) for p in pipes]):
-            out.extend(judged)
-        for p in pipes:
-            p.learn_pending()
-        return out
+        return _merged(finish([p for _, p in sorted(self.parts.items())]))
 
     def judged_until(self) -> dict[int, int | None]:
         return {part: p.judged_until() for part, p in self.parts.items()}
@@ -180,3 +171,10 @@ class PartitionedPipeline:
 
     def max_ts(self) -> float:
         return max((p.window.max_ts for p in self.parts.values()), default=float("-inf"))
+
+
+def _merged(outs: Sequence[BatchOutput]) -> BatchOutput:
+    total = BatchOutput()
+    for o in outs:
+        total.extend(o)
+    return total

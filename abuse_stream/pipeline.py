@@ -4,7 +4,7 @@
           --> scoring --> verdicts + IP-list changes;  baselines learn from unflagged clients
 
 No I/O happens here: callers hand in lines (or records) and event time, and get back a
-:class:`BatchOutput` to publish, store and report. Event time drives everything; ``advance_to``
+:class:`BatchOutput` to publish, store and report. Event time drives everything; :func:`advance`
 lets the service move event time forward while the input is idle (so the last steps of a quiet
 stream are still judged and list entries still expire), and ``finish`` closes every open step at the
 end of a replay.
@@ -234,22 +234,9 @@ class Pipeline:
         self._stored_exceptions = list(stored)
         self.book.exceptions = exception_list(self.cfg.policy, stored)
 
-    def advance_to(self, event_time: float) -> BatchOutput:
-        """Let event time reach ``event_time`` without input (idle stream): close steps, expire entries."""
-        now = self.idle_now(event_time)
-        out = self._evaluate(self.window.close_ready(until=now))
-        out.ip_changes += self.book.expire(now)
-        return out
-
-    def idle_now(self, event_time: float) -> float:
-        """The closed-window edge when the input is idle and event time has reached ``event_time``."""
-        return event_time - self.cfg.window.lateness_s
-
     def finish(self) -> BatchOutput:
         """End of input (replay): close and judge every open step, learn from the last epoch."""
-        out = self._evaluate(self.window.flush())
-        self.learn_pending()
-        return out
+        return finish([self])[0]
 
     @property
     def epoch_steps(self) -> int:
@@ -399,6 +386,24 @@ def evaluate(items: Sequence[tuple[Pipeline, pl.DataFrame]]) -> list[BatchOutput
     for (pipe, closed), out in zip(items, outs, strict=True):
         if closed.height:
             out.ip_changes += pipe.book.expire(float(closed["window_end"].max()))  # type: ignore[arg-type]
+    return outs
+
+
+def advance(items: Sequence[tuple[Pipeline, float]]) -> list[BatchOutput]:
+    """The input is idle and each pipeline's event time has reached the time given with it: close the
+    steps that ends (less the lateness), judge them together, expire list entries."""
+    edges = [(pipe, event_time - pipe.cfg.window.lateness_s) for pipe, event_time in items]
+    outs = evaluate([(pipe, pipe.window.close_ready(until=now)) for pipe, now in edges])
+    for (pipe, now), out in zip(edges, outs, strict=True):
+        out.ip_changes += pipe.book.expire(now)
+    return outs
+
+
+def finish(pipes: Sequence[Pipeline]) -> list[BatchOutput]:
+    """End of input: close and judge every open step (together), then learn from the last epochs."""
+    outs = evaluate([(pipe, pipe.window.flush()) for pipe in pipes])
+    for pipe in pipes:
+        pipe.learn_pending()
     return outs
 
 
