@@ -6,7 +6,6 @@ a ``.rejected`` report (JSON lines with file, line number, reason and the raw li
 
 from __future__ import annotations
 
-import gc
 import queue
 import threading
 import time
@@ -63,25 +62,19 @@ def replay(
         for v in out.verdicts:
             s.verdicts_by_type[v["bot_type"]] = s.verdicts_by_type.get(v["bot_type"], 0) + 1
 
-    # what is alive now (modules, reference data, models) lives as long as the replay: keep it out of
-    # the cyclic garbage collector's full passes, which would walk it again and again
-    gc.freeze()
-    try:
-        last_bytes = 0
-        for batch, prepared in _prepared_ahead(pipeline, paths, batch_lines):
-            out = pipeline.process_prepared(prepared)
-            s.lines += len(batch.lines)
-            s.accepted += out.accepted
-            s.rejected += len(out.rejected)
-            for r in out.rejected:
-                s.rejected_by_reason[r.reason] = s.rejected_by_reason.get(r.reason, 0) + 1
-            deliver(out, batch.file, batch.first_line)
-            if progress is not None:
-                progress(batch.bytes_read - last_bytes)
-                last_bytes = batch.bytes_read
-        deliver(pipeline.finish())
-    finally:
-        gc.unfreeze()
+    last_bytes = 0
+    for batch, prepared in _prepared_ahead(pipeline, paths, batch_lines):
+        out = pipeline.process_prepared(prepared)
+        s.lines += len(batch.lines)
+        s.accepted += out.accepted
+        s.rejected += len(out.rejected)
+        for r in out.rejected:
+            s.rejected_by_reason[r.reason] = s.rejected_by_reason.get(r.reason, 0) + 1
+        deliver(out, batch.file, batch.first_line)
+        if progress is not None:
+            progress(batch.bytes_read - last_bytes)
+            last_bytes = batch.bytes_read
+    deliver(pipeline.finish())
     if store is not None:
         store.save_snapshot(pipeline.SNAPSHOT, pipeline.baselines.snapshot(), None)
     for sink in (verdicts_out, rejected_out):
