@@ -216,8 +216,8 @@ class Service:
             while not stop.is_set():
                 self._apply_pending_config()
                 self.sync_policy()
-                # with a batch in flight take only what is already here: a live batch is not held
-                # back for a whole batch_timeout_s (and a busy stream still yields big batches)
+                # what has arrived is taken at once; with a batch in flight, nothing there means
+                # "finish that batch" rather than wait up to batch_timeout_s for more
                 msgs = self.source.poll_batch(0.0 if pending is not None else None)
                 if pending is not None and pending.generation != self._generation:
                     log.info("rebalanced: a prepared batch of %d messages is read again", len(pending.msgs))
