@@ -18,7 +18,6 @@ the same id, so the store and downstream consumers deduplicate on it.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import polars as pl
 
 from abuse_stream.config import BotTypeConfig
@@ -178,13 +178,17 @@ class VerdictBook:
     def snapshot(self) -> bytes:
         """The live state (what is listed, what would be a repeat) as stable JSON, stored per input
         partition beside its positions so that the partition's next owner goes on from here."""
-        return json.dumps(
+        # written with every batch that changed the book, so its cost matters: keys are unique, so
+        # sorting the items sorts the rows; no dataclasses.astuple (a deep copy per entry)
+        return _SNAPSHOT.encode(
             {
-                "active": sorted([k, bt, until] for (k, bt), until in self.active.items()),
-                "entries": sorted(dataclasses.astuple(e) for e in self.entries.values()),
-            },
-            separators=(",", ":"),
-        ).encode()
+                "active": [(k, bt, until) for (k, bt), until in sorted(self.active.items())],
+                "entries": [
+                    (e.list, e.value, e.bot_type, e.verdict_id, e.expires_at, e.reason)
+                    for _, e in sorted(self.entries.items())
+                ],
+            }
+        )
 
     def restore(self, blob: bytes) -> None:
         """Go on from a :meth:`snapshot`."""
@@ -283,6 +287,7 @@ class VerdictBook:
         }
 
 
+_SNAPSHOT = msgspec.json.Encoder()  # compact JSON, like json.dumps(separators=(",", ":"))
 _ROW_FIELDS = ("key", "ip", "session", "host", "window_start", "window_end", "last_ts", "requests")
 _FINDING_FIELDS = ("fired_types", "fired", "value", "baseline", "threshold", "worked", "detail")
 

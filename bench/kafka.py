@@ -409,7 +409,12 @@ def _verdict_reader(bootstrap: str, topic: str, stop: Any, ready: Any, out_path:
 
 class Background:
     """Lines of a generated trace, re-timed to wall time and spread over ``multiplex`` times as many
-    client IPs (10.0.0.0/8), so that each IP keeps the request rate it had in the trace."""
+    client IPs (10.0.0.0/8), so that each IP keeps the request rate it had in the trace.
+
+    Played faster than it was recorded, the trace runs out and starts again (a *lap*); each client
+    keeps its IPs from lap to lap, as a real client keeps its address, so the window holds about
+    ``multiplex`` x the trace's clients. (Naming new IPs every lap would make every client live one
+    lap, a few seconds at high rates, and give every bot a fresh verdict each lap.)"""
 
     def __init__(self, path: Path, limit: int, rate: float) -> None:
         import polars as pl
@@ -435,8 +440,7 @@ class Background:
         k, total = self.multiplex, len(self.tails)
         for _ in range(n):
             i = self.i % total
-            lap = self.i // total
-            cid = ((lap * self.clients + self.client[i]) * k + self.i % k) % ((1 << 24) - 2) + 1
+            cid = (self.client[i] * k + self.i % k) % ((1 << 24) - 2) + 1
             ip = self._ips.get(cid)
             if ip is None:
                 ip = self._ips[cid] = ip4(cid).encode()

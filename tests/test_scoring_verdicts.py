@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 
 from abuse_stream.config import build_config
 from abuse_stream.scoring import confidence_columns, detections
-from abuse_stream.verdicts import VerdictBook, verdict_id
+from abuse_stream.verdicts import ListEntry, VerdictBook, verdict_id
 
 # the mechanism under test, with its own votes and levels (independent of the shipped defaults;
 # detectors named in the defaults but absent from these frames simply do not vote)
@@ -232,3 +234,26 @@ def test_an_entry_removed_by_hand_is_re_added_on_renewed_activity():
     later = df.with_columns(last_ts=pl.lit(1100.0), window_start=pl.lit(800.0), window_end=pl.lit(1100.0))
     v, c = b.decide(later, hits)
     assert len(v) == 1 and [x["op"] for x in c] == ["add"]
+
+
+def test_book_snapshot_is_the_stored_document_sorted_and_restores():
+    """Snapshots are stored per partition and read back by the next owner (maybe the next version):
+    compact JSON, rows sorted, the entries' fields in ListEntry order."""
+    b = book()
+    b.active = {("9.9.9.9", "scraping"): 2000.5, ("1.1.1.1", "api_abuse"): 1e20}
+    b.entries = {
+        ("graylist", "9.9.9.9"): ListEntry("graylist", "9.9.9.9", "scraping", "v2", 2000.5, "scraping: x"),
+        ("denylist", "1.1.1.1"): ListEntry("denylist", "1.1.1.1", "api_abuse", "v1", None, "api_abuse: y"),
+    }
+    doc = json.loads(b.snapshot())
+    assert doc == {
+        "active": [["1.1.1.1", "api_abuse", 1e20], ["9.9.9.9", "scraping", 2000.5]],
+        "entries": [
+            ["denylist", "1.1.1.1", "api_abuse", "v1", None, "api_abuse: y"],
+            ["graylist", "9.9.9.9", "scraping", "v2", 2000.5, "scraping: x"],
+        ],
+    }
+    assert b.snapshot().startswith(b'{"active":[["1.1.1.1","api_abuse",')  # compact
+    again = book()
+    again.restore(b.snapshot())
+    assert again.active == b.active and again.entries == b.entries and again.snapshot() == b.snapshot()
