@@ -179,13 +179,13 @@ class VerdictBook:
         """The live state (what is listed, what would be a repeat) as stable JSON, stored per input
         partition beside its positions so that the partition's next owner goes on from here."""
         # written with every batch that changed the book, so its cost matters: keys are unique, so
-        # sorting the items sorts the rows; no dataclasses.astuple (a deep copy per entry)
+        # sorting the keys sorts the rows; no dataclasses.astuple (a deep copy per entry)
         return _SNAPSHOT.encode(
             {
-                "active": [(k, bt, until) for (k, bt), until in sorted(self.active.items())],
+                "active": [(k, bt, self.active[k, bt]) for k, bt in sorted(self.active)],
                 "entries": [
                     (e.list, e.value, e.bot_type, e.verdict_id, e.expires_at, e.reason)
-                    for _, e in sorted(self.entries.items())
+                    for e in map(self.entries.__getitem__, sorted(self.entries))
                 ],
             }
         )

@@ -120,6 +120,7 @@ OPEN_SCHEMA: dict[str, pl.DataType] = {
 _WINDOW_INPUT = [c for c in BUCKET_SCHEMA if c != "top_endpoints"]
 
 TOP_ENDPOINTS = 5  # per bucket, for the evidence behind a verdict
+_MERGE_MIN_ROWS = 50_000  # batches' aggregates kept apart before they are merged into the open buckets
 _STATUS_COUNTERS = ("n_2xx", "n_3xx", "n_4xx", "n_5xx")  # evidence "statuses"
 
 
@@ -200,6 +201,22 @@ def merge_buckets(frames: list[pl.DataFrame], max_paths: int) -> pl.DataFrame:
     df = pl.concat(frames, how="vertical")
     if df.height == 0:
         return df
+    # a (key, bucket) in one part only is already merged: it passes through, and only the rows that
+    # share their (key, bucket) with another go through the (costly, per group) aggregation below
+    shared = pl.struct("key", "bucket").is_duplicated()
+    alone = df.filter(~shared)
+    df = df.filter(shared)
+    if alone.height:
+        alone = alone.with_columns(  # what the aggregation below makes of one row
+            top_endpoints=pl.col("top_endpoints").list.eval(
+                pl.element().filter(pl.element().struct.field("endpoint").is_not_null())
+            )
+        ).with_columns(
+            top_endpoints=pl.when(pl.col("top_endpoints").list.len() > 0).then(pl.col("top_endpoints"))
+        )
+        alone = alone.select([pl.col(c).cast(t) for c, t in OPEN_SCHEMA.items()])
+        if df.height == 0:
+            return alone
     out = df.group_by("key", "bucket").agg(
         *_sums(),
         *_latest("last_ts", "ua_ts", "session_ts", "host_ts"),
@@ -220,7 +237,8 @@ def merge_buckets(frames: list[pl.DataFrame], max_paths: int) -> pl.DataFrame:
         .agg(pl.struct("endpoint", "n").alias("top_endpoints"))
     )
     out = out.join(tops, on=["key", "bucket"], how="left")
-    return out.select([pl.col(c).cast(t) for c, t in OPEN_SCHEMA.items()])
+    out = out.select([pl.col(c).cast(t) for c, t in OPEN_SCHEMA.items()])
+    return pl.concat([alone, out], how="vertical") if alone.height else out
 
 
 def close_buckets(frame: pl.DataFrame) -> pl.DataFrame:
@@ -252,7 +270,10 @@ class WindowState:
     """Per-client bucketed sliding-window state. Pure: event time comes in with the records."""
 
     cfg: WindowConfig
-    open: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=OPEN_SCHEMA))
+    #: open buckets, one row per (client, bucket); see :attr:`open`
+    merged: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=OPEN_SCHEMA))
+    #: batches' aggregates not merged into ``merged`` yet (a client may have a row in several)
+    parts: list[pl.DataFrame] = field(default_factory=list)
     closed: deque[tuple[int, pl.DataFrame]] = field(default_factory=deque)
     max_ts: float = -math.inf
     closed_until: int | None = None  # buckets < this index are closed
@@ -267,6 +288,16 @@ class WindowState:
     seen: pl.DataFrame = field(
         default_factory=lambda: pl.DataFrame(schema={"key": pl.String, "bucket": pl.Int64})
     )
+
+    @property
+    def open(self) -> pl.DataFrame:
+        """The open buckets, one row per (client, bucket), every batch merged in."""
+        self._merge_parts()
+        return self.merged
+
+    @open.setter
+    def open(self, frame: pl.DataFrame) -> None:
+        self.merged, self.parts = frame, []
 
     @property
     def buckets_per_window(self) -> int:
@@ -316,7 +347,11 @@ class WindowState:
                 if aggregated is not None and late.height == 0
                 else aggregate_records(records, self.cfg.step_s, self.cfg.max_paths_per_bucket)
             )
-            self.open = self._merge_open(agg)
+            # merged lazily: once the parts hold as many rows as the open buckets (or a bucket closes),
+            # so a batch costs what it brings, not what the open buckets of every client hold
+            self.parts.append(agg)
+            if sum(p.height for p in self.parts) >= max(self.merged.height, _MERGE_MIN_ROWS):
+                self._merge_parts()
             self.max_ts = max(self.max_ts, float(records["ts"].max()))  # type: ignore[arg-type]
             if "_off" in records.columns:
                 offs = records.group_by(
@@ -333,18 +368,22 @@ class WindowState:
                 self.source_max[0] = max(self.source_max.get(0, -math.inf), self.max_ts)
         return late
 
-    def _merge_open(self, agg: pl.DataFrame) -> pl.DataFrame:
-        """The open buckets with a batch's aggregates merged in. Only the (client, bucket) rows the
-        batch touches are merged; the others are kept as they are, so a batch costs what it brings,
-        not what the open buckets of every active client hold."""
-        if self.open.height == 0:
-            return agg
-        keys = agg.select("key", "bucket")
-        touched = self.open.join(keys, on=["key", "bucket"], how="semi")
-        if touched.height == 0:
-            return pl.concat([self.open, agg], how="vertical")
-        untouched = self.open.join(keys, on=["key", "bucket"], how="anti")
-        merged = merge_buckets([touched, agg], self.cfg.max_paths_per_bucket)
+    def _merge_parts(self) -> None:
+        if self.parts:
+            parts, self.parts = self.parts, []
+            self.merged = self._merge_open(parts)
+
+    def _merge_open(self, parts: list[pl.DataFrame]) -> pl.DataFrame:
+        """The open buckets with batches' aggregates merged in. Only the (client, bucket) rows the
+        batches touch are merged; the others are kept as they are."""
+        if self.merged.height == 0:
+            return merge_buckets(parts, self.cfg.max_paths_per_bucket)
+        keys = pl.concat([p.select("key", "bucket") for p in parts])
+        touched = self.merged.join(keys, on=["key", "bucket"], how="semi")
+        untouched = (
+            self.merged.join(keys, on=["key", "bucket"], how="anti") if touched.height else self.merged
+        )
+        merged = merge_buckets([touched, *parts], self.cfg.max_paths_per_bucket)
         return pl.concat([untouched, merged], how="vertical")
 
     def close_ready(self, until: float | None = None) -> pl.DataFrame:

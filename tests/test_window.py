@@ -134,8 +134,10 @@ def _run(
     return steps, buckets
 
 
+@pytest.mark.parametrize("merge_min", [1, 10**9])  # batches merged into the open buckets early / at close
 @pytest.mark.parametrize("key", ["ip", "session"])
-def test_results_do_not_depend_on_batching(key):
+def test_results_do_not_depend_on_batching(key, merge_min, monkeypatch):
+    monkeypatch.setattr("abuse_stream.window._MERGE_MIN_ROWS", merge_min)
     recs = _tangled_records()
     ref_steps, ref_buckets = _run(recs, [recs.height], False, key)
     assert ref_steps.height >= 12 and ref_steps["distinct_paths"].max() > 4  # the caps were reached
@@ -312,3 +314,25 @@ def test_evidence_user_agents_worst_first_in_the_order_evidence_always_had():
     # a class that never decreases over the buckets: newest first; otherwise worst class first, oldest first
     assert [g["user_agents"] for g in got] == [["c/1", "b/1", "a/1"], ["scanner-1", "scanner-2", "a/1"]]
     assert got == [_evidence_one_by_one(w, k, lo, hi) for k in plan]
+
+
+def test_merging_parts_equals_aggregating_at_once_also_for_rows_in_one_part_only():
+    """merge_buckets passes a (client, bucket) found in one part only through unaggregated: it must
+    come out as the aggregation makes it, endpoints without a template (dropped when merged) included."""
+    from abuse_stream.window import aggregate_records, close_buckets, merge_buckets
+
+    recs = enriched(_tangled_records())
+    recs = recs.with_columns(template=pl.when(pl.col("path") == "/p/7").then(None).otherwise("template"))
+    whole = close_buckets(merge_buckets([aggregate_records(recs, 10.0, 4)], 4)).sort("bucket", "key")
+    assert (
+        whole["top_endpoints"].list.eval(pl.element().struct.field("endpoint").is_null()).list.any().sum()
+        == 0
+    )
+    rng = random.Random(2)
+    for _ in range(5):
+        cut = sorted(rng.sample(range(1, recs.height), 3))
+        parts = [
+            aggregate_records(recs.slice(a, b - a), 10.0, 4)
+            for a, b in zip([0, *cut], [*cut, recs.height], strict=True)
+        ]
+        assert close_buckets(merge_buckets(parts, 4)).sort("bucket", "key").equals(whole)
