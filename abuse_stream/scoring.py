@@ -81,6 +81,7 @@ def detections(scored: pl.DataFrame, cfg: Config) -> pl.DataFrame:
         scored.select("host", *[f"conf__{bt}" for bt in bts])
         .with_row_index("row")
         .unpivot(index=["row", "host"], variable_name="bot_type", value_name="confidence")
+        .filter(pl.col("confidence") > 0)  # most rows: before the join, not after
         .with_columns(pl.col("bot_type").str.strip_prefix("conf__"))
     )
     verified = (

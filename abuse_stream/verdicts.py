@@ -106,31 +106,54 @@ class VerdictBook:
         changes: list[dict[str, Any]] = []
         if hits.height == 0:
             return verdicts, changes
+        # every hit in event-time order, with what the repeat check needs (most hits of a large
+        # population are repeats: clients still listed); whole rows only for the others
+        hits = hits.with_columns(pl.col("row").cast(pl.UInt32))  # as scored.with_row_index
+        light = (
+            hits.select("row", "bot_type", "duration_s")
+            .join(
+                scored.select("key", "ip", "window_end", "last_ts").with_row_index("row"),
+                on="row",
+                how="left",
+            )
+            .sort("window_end", "key", "bot_type")
+        )
+        ordered = light.select("row", "bot_type", "duration_s", "key", "ip", "window_end", "last_ts").rows()
+        # a pair listed beyond its step's end at the start stays a repeat (expiry removes entries
+        # that end by the step being decided, later verdicts only add or extend)
+        new = [
+            (i, bt) for i, bt, _, key, _, end, _ in ordered if self.active.get((key, bt), -math.inf) <= end
+        ]
+        hit_of = {
+            (h["row"], h["bot_type"]): h
+            for h in hits.join(
+                pl.DataFrame(new, schema=hits.select("row", "bot_type").schema, orient="row"),
+                on=["row", "bot_type"],
+                how="semi",
+            ).iter_rows(named=True)
+        }
         used = set(_ROW_FIELDS) | {f"{d}__{c}" for d in self.detector_names for c in _FINDING_FIELDS}
         rows = (
             scored.select(c for c in scored.columns if c in used)  # only what is read below
             .with_row_index("row")
-            .join(hits.select("row").unique(), on="row", how="semi")
+            .filter(pl.col("row").is_in(pl.Series([i for i, _ in new], dtype=pl.UInt32).implode()))
         )
         by_row = {r["row"]: r for r in rows.iter_rows(named=True)}
-        ordered = sorted(
-            hits.iter_rows(named=True),
-            key=lambda h: (by_row[h["row"]]["window_end"], by_row[h["row"]]["key"], h["bot_type"]),
-        )
         current_end = None
         wanted: list[tuple[str, float, float]] = []  # evidence_many: one triple per verdict, in order
-        for h in ordered:
-            r = by_row[h["row"]]
-            window_start, window_end = float(r["window_start"]), float(r["window_end"])
+        for i, bt, duration, key, ip, end, last_ts in ordered:
+            window_end = float(end)
             if window_end != current_end:
                 changes += self.expire(window_end)
                 current_end = window_end
-            key, bt = r["key"], h["bot_type"]
-            detected_at = float(r["last_ts"])
-            if self.active.get((key, bt), float("-inf")) > detected_at:
+            detected_at = float(last_ts)
+            if self.active.get((key, bt), -math.inf) > detected_at:
                 self.stats.suppressed += 1
-                changes += self._extend_if_due(r["ip"], bt, detected_at, float(h["duration_s"]))
+                changes += self._extend_if_due(ip, bt, detected_at, float(duration))
                 continue
+            r = by_row[i]
+            h = hit_of[(i, bt)]
+            window_start = float(r["window_start"])
             action = h["action"]
             excepted = self.exceptions.match(r["ip"], detected_at) if self.exceptions is not None else None
             if excepted is not None:
