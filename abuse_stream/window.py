@@ -615,11 +615,7 @@ def campaigns(frames: list[pl.DataFrame], buckets: list[int], buckets_per_window
 
 
 def window_aggregate(
-    buckets: pl.DataFrame,
-    buckets_per_window: int,
-    step_s: float,
-    steps: pl.DataFrame | None = None,
-    one_bucket_shortcut: bool = True,
+    buckets: pl.DataFrame, buckets_per_window: int, step_s: float, steps: pl.DataFrame | None = None
 ) -> pl.DataFrame:
     """For every judged (client, bucket), collapse the client's buckets in the window ending there.
 
@@ -630,8 +626,7 @@ def window_aggregate(
     ``first_ts``/``last_ts``, inter-arrival sums (including the gaps between buckets),
     ``distinct_<set>`` counts, ``active_steps``, ``recent_counts`` (requests in each of the last 6
     buckets, newest last, 0 without traffic: for detectors that need "consistently", not "once"),
-    ``bucket``, ``window_start`` and ``window_end``. ``one_bucket_shortcut=False`` aggregates
-    one-bucket windows like the others (the shortcut's reference in tests).
+    ``bucket``, ``window_start`` and ``window_end``.
     """
     if buckets.height == 0:
         return empty_closed()
@@ -659,29 +654,6 @@ def window_aggregate(
         )
         .with_columns(_back=pl.col("_step") - pl.col("bucket"))
     )
-    # a window that holds one bucket (most clients of a large population: a request every few
-    # minutes) is that bucket's row, the judged one: it skips the per-group aggregation below
-    alone = (pl.len().over("key", "_step") == 1) & one_bucket_shortcut
-    single = spread.filter(alone).select(
-        "key",
-        "_step",
-        "ip",
-        "session",
-        "host",
-        *COUNTERS,
-        *MINIMA,
-        "first_ts",
-        "last_ts",
-        "ua_class",
-        "ua",
-        "gap_sum",
-        "gap_sq",
-        "gap_n",
-        *[pl.col(f"set_{name}").list.len().fill_null(0).alias(f"distinct_{name}") for name in SETS],
-        pl.lit(1).alias("active_steps"),
-        *[pl.when(pl.col("_back") == i).then("n").otherwise(0).alias(f"_r{i}") for i in range(RECENT_STEPS)],
-    )
-    spread = spread.filter(~alone)
     # rows keep (key, bucket) order within each (key, step): the window's buckets oldest first
     inner = pl.col("joint").slice(1)  # the first row's gap points to a bucket outside the window
     out = spread.group_by("key", "_step", maintain_order=True).agg(
@@ -697,7 +669,6 @@ def window_aggregate(
         pl.len().alias("active_steps"),
         *[pl.col("n").filter(pl.col("_back") == i).sum().alias(f"_r{i}") for i in range(RECENT_STEPS)],
     )
-    out = pl.concat([single.cast(out.schema), out]) if single.height else out  # type: ignore[arg-type]
     out = out.rename({"_step": "bucket"}).with_columns(
         lat_sum=pl.col("lat_sum") / 1000.0,  # ms
         gap_sum=pl.col("gap_sum") / 1000.0,  # s

@@ -336,25 +336,3 @@ def test_merging_parts_equals_aggregating_at_once_also_for_rows_in_one_part_only
             for a, b in zip([0, *cut], [*cut, recs.height], strict=True)
         ]
         assert close_buckets(merge_buckets(parts, 4)).sort("bucket", "key").equals(whole)
-
-
-def test_a_window_of_one_bucket_is_that_bucket_as_the_aggregation_makes_it():
-    """One-bucket windows (most clients of a large population) skip the per-group aggregation."""
-    from abuse_stream.window import window_aggregate
-
-    w = state(max_paths_per_bucket=4)
-    recs = _tangled_records()
-    lone = frame(
-        [
-            record(T0 + 31.0 + i, f"9.9.9.{i}", path=f"/q/{i % 3}", status=404 if i % 2 else 200)
-            for i in range(9)
-        ]
-        + [record(T0 + 32.5, "9.9.9.1", path="/q/x", ua="scanner-x", session="s9", latency_ms=None)]
-    )
-    assert w.add(enriched(pl.concat([recs, lone]).sort("ts"))).height == 0
-    w.flush()
-    buckets = pl.concat([f for _, f in w.closed])
-    fast = window_aggregate(buckets, w.buckets_per_window, w.cfg.step_s).sort("bucket", "key")
-    slow = window_aggregate(buckets, w.buckets_per_window, w.cfg.step_s, one_bucket_shortcut=False)
-    assert fast.equals(slow.sort("bucket", "key"))
-    assert (fast["active_steps"] == 1).sum() >= 9 and (fast["active_steps"] > 1).sum() >= 5  # both ways
