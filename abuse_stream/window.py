@@ -259,10 +259,22 @@ def close_buckets(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 @dataclass
+class _Early:
+    """A bucket worked out before it closes (:meth:`WindowState._close_early`)."""
+
+    bucket: int
+    ready: pl.DataFrame  # its closed rows (close_buckets)
+    clients: pl.DataFrame  # their window aggregates (window_aggregate)
+    touched: list[pl.DataFrame]  # keys with records for it since
+
+
+@dataclass
 class WindowStats:
     late: int = 0
     evicted: int = 0
     closed_steps: int = 0
+    closed_early: int = 0  # steps worked out before they closed (live)
+    redone_early: int = 0  # clients of those steps worked out again: their records came after
 
 
 @dataclass
@@ -274,6 +286,8 @@ class WindowState:
     merged: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=OPEN_SCHEMA))
     #: batches' aggregates not merged into ``merged`` yet (a client may have a row in several)
     parts: list[pl.DataFrame] = field(default_factory=list)
+    #: the next bucket to close, worked out once it ended in event time (see :meth:`_close_early`)
+    early: _Early | None = None
     closed: deque[tuple[int, pl.DataFrame]] = field(default_factory=deque)
     max_ts: float = -math.inf
     closed_until: int | None = None  # buckets < this index are closed
@@ -350,6 +364,8 @@ class WindowState:
             # merged lazily: once the parts hold as many rows as the open buckets (or a bucket closes),
             # so a batch costs what it brings, not what the open buckets of every client hold
             self.parts.append(agg)
+            if self.early is not None:  # records for a bucket worked out early: redo their clients
+                self.early.touched.append(agg.filter(pl.col("bucket") == self.early.bucket).select("key"))
             if sum(p.height for p in self.parts) >= max(self.merged.height, _MERGE_MIN_ROWS):
                 self._merge_parts()
             self.max_ts = max(self.max_ts, float(records["ts"].max()))  # type: ignore[arg-type]
@@ -366,7 +382,38 @@ class WindowState:
                     self.source_max[int(src)] = max(self.source_max.get(int(src), -math.inf), float(ts))
             else:
                 self.source_max[0] = max(self.source_max.get(0, -math.inf), self.max_ts)
+            self._close_early()
         return late
+
+    def _close_early(self) -> None:
+        """Work out the next bucket to close as soon as it has ended in event time, while its records
+        may still come (for ``lateness_s``): its closed rows and its clients' windows. When the
+        watermark closes it, only the clients with records that came since are worked out again, so
+        the batch that makes a step decidable does not carry the window work of every active client
+        (live, that is the decision latency). Only for one bucket at a time, the live case; catching
+        up, many buckets close at once the usual way."""
+        step, b = self.cfg.step_s, self.closed_until
+        if self.early is not None or b is None or math.floor(self.max_ts / step) <= b:
+            return
+        if self.watermark >= (b + 1) * step:  # it closes now anyway
+            return
+        self._merge_parts()
+        rows = self.merged.filter(pl.col("bucket") == b)
+        if rows.height == 0:
+            return
+        ready = close_buckets(rows)
+        self.early = _Early(b, ready, self._clients_of(ready, b), [])
+
+    def _clients_of(self, ready: pl.DataFrame, b: int) -> pl.DataFrame:
+        """Window aggregates of bucket ``b``'s clients (``ready``: their closed rows of ``b``)."""
+        nb = self.buckets_per_window
+        frames = [f for bb, f in self.closed if b - nb + 1 <= bb < b] + [ready]
+        context = (
+            pl.concat(frames, how="vertical")
+            .select(_WINDOW_INPUT)
+            .join(ready.select("key").unique(), on="key", how="semi")
+        )
+        return window_aggregate(context, nb, self.cfg.step_s, ready.select("key", "bucket"))
 
     def _merge_parts(self) -> None:
         if self.parts:
@@ -400,12 +447,18 @@ class WindowState:
         limit = math.floor(limit_ts / self.cfg.step_s)  # buckets with index < limit end <= limit_ts
         if self.closed_until is not None and limit <= self.closed_until:
             return empty_closed()
-        self.closed_until = limit
-        if self.open.height == 0 or self.open["bucket"].min() >= limit:  # type: ignore[operator]
-            self._expire(limit - 1)
-            return empty_closed()
-        ready = close_buckets(self.open.filter(pl.col("bucket") < limit))
-        self.open = self.open.filter(pl.col("bucket") >= limit)
+        early, self.early = self.early, None
+        if early is not None and early.bucket == self.closed_until and limit == early.bucket + 1:
+            self.closed_until = limit
+            ready, clients = self._finish_early(early)
+        else:
+            self.closed_until = limit
+            if self.open.height == 0 or self.open["bucket"].min() >= limit:  # type: ignore[operator]
+                self._expire(limit - 1)
+                return empty_closed()
+            ready = close_buckets(self.open.filter(pl.col("bucket") < limit))
+            self.open = self.open.filter(pl.col("bucket") >= limit)
+            clients = None
         parts = sorted(ready.partition_by("bucket", as_dict=True).items())
         self._expire(int(parts[0][0][0]) - 1)  # type: ignore[arg-type]  # older than every window judged now
         for (b,), frame in parts:
@@ -415,12 +468,13 @@ class WindowState:
         lo, hi = int(parts[0][0][0]), int(parts[-1][0][0])  # type: ignore[arg-type]
         nb = self.buckets_per_window
         frames = [f for b, f in self.closed if lo - nb + 1 <= b <= hi]
-        context = (
-            pl.concat(frames, how="vertical")
-            .select(_WINDOW_INPUT)  # not top_endpoints: evidence reads them from the closed buckets
-            .join(ready.select("key").unique(), on="key", how="semi")
-        )
-        clients = window_aggregate(context, nb, self.cfg.step_s, ready.select("key", "bucket"))
+        if clients is None:
+            context = (
+                pl.concat(frames, how="vertical")
+                .select(_WINDOW_INPUT)  # not top_endpoints: evidence reads them from the closed buckets
+                .join(ready.select("key").unique(), on="key", how="semi")
+            )
+            clients = window_aggregate(context, nb, self.cfg.step_s, ready.select("key", "bucket"))
         clients = (
             clients.drop("campaign_failers")
             .join(
@@ -437,6 +491,28 @@ class WindowState:
         if self.judged_until is not None:  # rebuilt after a restart: judged before, not again
             clients = clients.filter(pl.col("bucket") >= self.judged_until)
         return clients.sort("bucket", "key")
+
+    def _finish_early(self, early: _Early) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Close the bucket worked out early: its closed rows and clients' windows, those of the
+        clients with records since worked out again (exactly what closing it now gives)."""
+        b = early.bucket
+        in_b = pl.col("bucket") == b
+        self.stats.closed_early += 1
+        if early.touched:
+            touched = pl.concat(early.touched).unique()
+            self.stats.redone_early += touched.height
+            again = [self.merged.filter(in_b).join(touched, on="key", how="semi")]
+            again += [p.filter(in_b) for p in self.parts]  # every row of b in a part came since
+            fresh = close_buckets(merge_buckets(again, self.cfg.max_paths_per_bucket))
+            ready = pl.concat([early.ready.join(touched, on="key", how="anti"), fresh])
+            clients = pl.concat(
+                [early.clients.join(touched, on="key", how="anti"), self._clients_of(fresh, b)]
+            )
+        else:
+            ready, clients = early.ready, early.clients
+        self.merged = self.merged.filter(~in_b)
+        self.parts = [p.filter(~in_b) for p in self.parts]
+        return ready, clients
 
     def replay_from(self, first: int | None = None) -> dict[int, int]:
         """Per source, the lowest offset a restart must re-read to rebuild buckets from ``first`` on
@@ -671,9 +747,11 @@ def window_aggregate(
         *[pl.col("n").filter(pl.col("_back") == i).sum().alias(f"_r{i}") for i in range(RECENT_STEPS)],
     )
     out = out.rename({"_step": "bucket"}).with_columns(
-        lat_sum=pl.col("lat_sum") / 1000.0,  # ms
-        gap_sum=pl.col("gap_sum") / 1000.0,  # s
-        gap_sq=pl.col("gap_sq") / 1_000_000.0,  # s^2
+        # multiplied, not divided: polars divides by a scalar as a multiplication by its inverse,
+        # except in a frame of one row, so one client alone would come out a bit different
+        lat_sum=pl.col("lat_sum") * 0.001,  # ms
+        gap_sum=pl.col("gap_sum") * 0.001,  # s
+        gap_sq=pl.col("gap_sq") * 0.000_001,  # s^2
         recent_counts=pl.concat_list([pl.col(f"_r{i}") for i in reversed(range(RECENT_STEPS))]),
         window_start=(pl.col("bucket") - buckets_per_window + 1).cast(pl.Float64) * step_s,
         window_end=(pl.col("bucket") + 1).cast(pl.Float64) * step_s,
