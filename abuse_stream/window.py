@@ -635,7 +635,8 @@ class WindowState:
         """Above ``max_clients`` tracked clients, evict the least recently seen (ties by key) down to
         90% of the cap. Counts clients (one row each in ``seen``), not their buckets."""
         cap = self.cfg.max_clients
-        if self.seen.height + self.open.height <= cap or self.tracked_clients() <= cap:
+        rows = self.seen.height + self.merged.height + sum(p.height for p in self.parts)  # >= clients
+        if rows <= cap or self.tracked_clients() <= cap:  # the count merges the open parts: only then
             return
         last_seen = (
             pl.concat([self.seen, self.open.select("key", "bucket")])
