@@ -90,6 +90,8 @@ class RangeSet:
         return sum(len(r) for r in self._ranges.values())
 
     def owner(self, ip: str) -> str | None:
+        if not self._ranges[4] and not self._ranges[6]:  # nothing listed: no need to parse the IP
+            return None
         try:
             a = ipaddress.ip_address(ip)
         except ValueError:

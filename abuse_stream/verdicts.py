@@ -18,13 +18,14 @@ the same id, so the store and downstream consumers deduplicate on it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import polars as pl
@@ -38,6 +39,11 @@ LISTS = ("denylist", "graylist")
 def rfc3339(ts: float | None) -> str | None:
     if ts is None:
         return None
+    return _rfc3339(ts)
+
+
+@functools.lru_cache(maxsize=8192)  # a step's verdicts share their window's start and end
+def _rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -132,7 +138,7 @@ class VerdictBook:
                 how="semi",
             ).iter_rows(named=True)
         }
-        used = set(_ROW_FIELDS) | {f"{d}__{c}" for d in self.detector_names for c in _FINDING_FIELDS}
+        used = set(_ROW_FIELDS) | {f"{d}__{c}" for d in self.detector_names for c in _FindingKeys._fields}
         rows = (
             scored.select(c for c in scored.columns if c in used)  # only what is read below
             .with_row_index("row")
@@ -254,21 +260,21 @@ class VerdictBook:
     def _detector_entries(self, r: Mapping[str, Any], bt: str) -> list[dict[str, Any]]:
         votes = self.bot_types[bt].votes
         out = []
-        for d in self.detector_names:
-            types = r.get(f"{d}__fired_types")
-            fired = bool(r[f"{d}__fired"])
+        for d, k in _finding_keys(tuple(self.detector_names)):
+            types = r.get(k.fired_types)
+            fired = bool(r[k.fired])
             counted = fired and (types is None or bt in types) and votes.get(d, 0) > 0
             out.append(
                 {
                     "name": d,
                     "fired": fired,
-                    "value": _num(r[f"{d}__value"]),
-                    "baseline": _num(r[f"{d}__baseline"]),
-                    "threshold": _num(r[f"{d}__threshold"]),
+                    "value": _num(r[k.value]),
+                    "baseline": _num(r[k.baseline]),
+                    "threshold": _num(r[k.threshold]),
                     "votes": votes.get(d, 0),
                     "counted": counted,
-                    "worked": bool(r[f"{d}__worked"]),
-                    "detail": r.get(f"{d}__detail"),
+                    "worked": bool(r[k.worked]),
+                    "detail": r.get(k.detail),
                 }
             )
         return out
@@ -312,7 +318,22 @@ class VerdictBook:
 
 _SNAPSHOT = msgspec.json.Encoder()  # compact JSON, like json.dumps(separators=(",", ":"))
 _ROW_FIELDS = ("key", "ip", "session", "host", "window_start", "window_end", "last_ts", "requests")
-_FINDING_FIELDS = ("fired_types", "fired", "value", "baseline", "threshold", "worked", "detail")
+
+
+class _FindingKeys(NamedTuple):
+    fired_types: str
+    fired: str
+    value: str
+    baseline: str
+    threshold: str
+    worked: str
+    detail: str
+
+
+@functools.cache
+def _finding_keys(detectors: tuple[str, ...]) -> list[tuple[str, _FindingKeys]]:
+    """Each detector's finding columns (``<detector>__<field>``), named once, not per verdict."""
+    return [(d, _FindingKeys(*(f"{d}__{f}" for f in _FindingKeys._fields))) for d in detectors]
 
 
 def _attach_evidence(verdict: dict[str, Any], ev: dict[str, Any]) -> None:
