@@ -190,6 +190,10 @@ class Pipeline:
         out = BatchOutput()
         if enriched is not None:
             late = self.window.add(enriched, aggregated)
+            early = self.window.early  # the next step, worked out before it closes
+            if early is not None and self.pending_epoch is not None:
+                if early.bucket // self.epoch_steps > self.pending_epoch:  # its epoch is complete:
+                    self.learn_pending()  # learn now, not in the batch that makes that step decidable
             out.accepted = records - late.height
             self.stats.accepted += out.accepted
             if late.height:

@@ -98,3 +98,39 @@ def test_stacked_baselines_refuse_rows_they_do_not_cover():
     assert stacked.lookup("sustained_rps", apps).len() == 5
     with pytest.raises(ValueError, match="about 4 rows, the judged frame has 5"):
         stacked.lookup("sustained_rps", apps.head(4))
+
+
+def test_live_a_complete_epoch_is_learnt_when_the_next_step_is_worked_out_early(monkeypatch):
+    """Record by record, a partition learns from a finished epoch while the first step of the next
+    one is worked out ahead of its close, not in the batch that makes that step decidable (learning
+    would add to its decision latency); what it learns and decides does not change."""
+    import abuse_stream.partitions as partitions
+
+    where: list[str] = []
+    phase = {"now": "outside"}
+
+    def watched(fn, name):
+        def run(*args, **kwargs):
+            before, phase["now"] = phase["now"], name
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                phase["now"] = before
+
+        return run
+
+    learn = Pipeline.learn_pending
+
+    def learning(self):
+        if self.pending_epoch is not None:
+            where.append(phase["now"])
+        learn(self)
+
+    monkeypatch.setattr(Pipeline, "learn_pending", learning)
+    monkeypatch.setattr(partitions, "evaluate", watched(partitions.evaluate, "judging"))
+    monkeypatch.setattr(Pipeline, "admit_prepared", watched(Pipeline.admit_prepared, "admitting"))
+    got = _outputs(PartitionedPipeline(Pipeline(CFG, TinyClassifier())), 40)
+    assert "admitting" in where, where
+    assert _canon(got.verdicts) == _canon(
+        _outputs(PartitionedPipeline(Pipeline(CFG, TinyClassifier())), 10_000).verdicts
+    )
