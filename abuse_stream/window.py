@@ -20,6 +20,11 @@ have unread input of their newest event time, minus the lateness: a partition th
 another does not make the other's records late. Sources that are caught up do not hold it back
 (the caller says which sources are live, see :meth:`WindowState.set_live_sources`).
 
+Live, two things keep the batch that closes a step light. Batches' aggregates are merged into the
+open buckets lazily (once they hold as many rows as the open buckets, or when a bucket closes). And the
+next step to close is worked out as soon as its bucket has ended in event time, while its records may
+still come; at the close only the clients with records since are worked out again.
+
 A record older than the newest closed bucket is *late*: it is handed back to the caller (which
 dead-letters it with reason ``late``) instead of silently changing a window already judged.
 
