@@ -407,18 +407,23 @@ class WindowState:
         if rows.height == 0:
             return
         ready = close_buckets(rows)
-        self.early = _Early(b, ready, self._clients_of(ready, b), [])
+        self.early = _Early(b, ready, self._clients_of(ready, self._before(b) + [ready]), [])
 
-    def _clients_of(self, ready: pl.DataFrame, b: int) -> pl.DataFrame:
-        """Window aggregates of bucket ``b``'s clients (``ready``: their closed rows of ``b``)."""
-        nb = self.buckets_per_window
-        frames = [f for bb, f in self.closed if b - nb + 1 <= bb < b] + [ready]
+    def _before(self, b: int) -> list[pl.DataFrame]:
+        """The closed buckets before ``b`` that its window holds."""
+        return [f for bb, f in self.closed if b - self.buckets_per_window < bb < b]
+
+    def _clients_of(self, ready: pl.DataFrame, frames: list[pl.DataFrame]) -> pl.DataFrame:
+        """Window aggregates of the clients of ``ready`` (closed rows) at their buckets; ``frames``:
+        the closed buckets their windows hold, ``ready``'s included."""
         context = (
             pl.concat(frames, how="vertical")
-            .select(_WINDOW_INPUT)
+            .select(_WINDOW_INPUT)  # not top_endpoints: evidence reads them from the closed buckets
             .join(ready.select("key").unique(), on="key", how="semi")
         )
-        return window_aggregate(context, nb, self.cfg.step_s, ready.select("key", "bucket"))
+        return window_aggregate(
+            context, self.buckets_per_window, self.cfg.step_s, ready.select("key", "bucket")
+        )
 
     def _merge_parts(self) -> None:
         if self.parts:
@@ -474,12 +479,7 @@ class WindowState:
         nb = self.buckets_per_window
         frames = [f for b, f in self.closed if lo - nb + 1 <= b <= hi]
         if clients is None:
-            context = (
-                pl.concat(frames, how="vertical")
-                .select(_WINDOW_INPUT)  # not top_endpoints: evidence reads them from the closed buckets
-                .join(ready.select("key").unique(), on="key", how="semi")
-            )
-            clients = window_aggregate(context, nb, self.cfg.step_s, ready.select("key", "bucket"))
+            clients = self._clients_of(ready, frames)
         clients = (
             clients.drop("campaign_failers")
             .join(
@@ -511,7 +511,10 @@ class WindowState:
             fresh = close_buckets(merge_buckets(again, self.cfg.max_paths_per_bucket))
             ready = pl.concat([early.ready.join(touched, on="key", how="anti"), fresh])
             clients = pl.concat(
-                [early.clients.join(touched, on="key", how="anti"), self._clients_of(fresh, b)]
+                [
+                    early.clients.join(touched, on="key", how="anti"),
+                    self._clients_of(fresh, self._before(b) + [fresh]),
+                ]
             )
         else:
             ready, clients = early.ready, early.clients
