@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import msgspec
 import polars as pl
 
 from abuse_stream.config import BotTypeConfig
 from abuse_stream.policy import ExceptionList
+from abuse_stream.sinks.envelopes import dumps
 
 LISTS = ("denylist", "graylist")
 
@@ -209,7 +209,7 @@ class VerdictBook:
         partition beside its positions so that the partition's next owner goes on from here."""
         # written with every batch that changed the book, so its cost matters: keys are unique, so
         # sorting the keys sorts the rows; no dataclasses.astuple (a deep copy per entry)
-        return _SNAPSHOT.encode(
+        return dumps(
             {
                 "active": [(k, bt, self.active[k, bt]) for k, bt in sorted(self.active)],
                 "entries": [
@@ -316,7 +316,6 @@ class VerdictBook:
         }
 
 
-_SNAPSHOT = msgspec.json.Encoder()  # compact JSON, like json.dumps(separators=(",", ":"))
 _ROW_FIELDS = ("key", "ip", "session", "host", "window_start", "window_end", "last_ts", "requests")
 
 
