@@ -208,7 +208,7 @@ def merge_buckets(frames: list[pl.DataFrame], max_paths: int) -> pl.DataFrame:
         return df
     # a (key, bucket) in one part only is already merged: it passes through, and only the rows that
     # share their (key, bucket) with another go through the (costly, per group) aggregation below
-    shared = pl.struct("key", "bucket").is_duplicated()
+    shared = df.select(pl.struct("key", "bucket").is_duplicated()).to_series()
     alone = df.filter(~shared)
     df = df.filter(shared)
     if alone.height:
