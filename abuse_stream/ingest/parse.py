@@ -672,16 +672,41 @@ def _strptime_epoch(s: pl.Series, fmt: str, naive: bool = False) -> pl.Series:
     return parsed.dt.epoch("us").cast(pl.Float64) / 1e6
 
 
-_ISO_UTC_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?Z$"
+#: seconds ``[0-5][0-9]``: a leap second (``:60``) takes the general path
+_ISO_UTC_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9](?:\.[0-9]{1,9})?Z$"
 
 
 def _parse_iso_utc(raw: pl.Series) -> pl.Series | None:
     """The usual batch, every value ``YYYY-MM-DDTHH:MM:SS[.f]Z``, in one cheaper pass: the result
-    :func:`_parse_ts` gives (such a value is no number, and ``Z`` is offset 0). None otherwise."""
-    if raw.len() == 0 or raw.null_count() or not raw.str.contains(_ISO_UTC_RE).all():
+    :func:`_parse_ts` gives (such a value is no number, and ``Z`` is offset 0). None otherwise.
+
+    The whole seconds are parsed from the first 19 characters (cached: a batch holds few distinct
+    seconds), the fraction is read as digits and truncated to microseconds, as ``strptime`` does:
+    the same microsecond count, so the same float, at less than half the cost of parsing every
+    value whole."""
+    if raw.len() == 0 or raw.null_count() or not _ISO_UTC_PREFIX.match(raw[0]):
         return None
-    out = _strptime_epoch(raw, _ISO_NAIVE_FMT + "Z", naive=True)
+    if not raw.str.contains(_ISO_UTC_RE).all():
+        return None
+    whole = raw.str.slice(0, 19).str.strptime(
+        pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S", strict=False, exact=True, cache=True
+    )
+    lengths = raw.str.len_bytes()
+    shortest, longest = lengths.min(), lengths.max()
+    if shortest == longest:  # one spelling for the batch (the usual case): a fixed slice of digits
+        digits = min(6, max(0, int(shortest) - 21))  # type: ignore[arg-type]
+        micro = (
+            pl.repeat(0, raw.len(), dtype=pl.Int64, eager=True)
+            if digits == 0
+            else raw.str.slice(20, digits).cast(pl.Int64) * 10 ** (6 - digits)
+        )
+    else:
+        micro = raw.str.slice(20).str.strip_suffix("Z").str.pad_end(6, "0").str.slice(0, 6).cast(pl.Int64)
+    out = (whole.dt.epoch("us") + micro).cast(pl.Float64) / 1e6
     return None if out.null_count() else out
+
+
+_ISO_UTC_PREFIX = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T")
 
 
 def _parse_ts(raw: pl.Series) -> pl.Series:

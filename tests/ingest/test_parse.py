@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -924,6 +925,28 @@ def test_iso_utc_fast_path_matches_the_general_parser() -> None:
         None,
         datetime(2026, 11, 1, tzinfo=UTC).timestamp(),
     ]
+
+
+@pytest.mark.parametrize("digits", [None, *range(10)])
+def test_iso_utc_fast_path_reads_every_fraction_length_as_strptime_does(digits: int | None) -> None:
+    """Whole seconds and the fraction are read apart (a batch of one length takes a fixed slice; a mix
+    pads); both must give strptime's microseconds (truncated, not rounded) and so the same floats."""
+    from abuse_stream.ingest.parse import _ISO_FMT, _parse_iso_utc, _strptime_epoch
+
+    rng = random.Random(digits)
+    values = []
+    for _ in range(500):
+        whole = datetime.fromtimestamp(rng.randrange(946_684_800, 4_102_444_800), UTC)
+        k = rng.randrange(10) if digits is None else digits
+        fraction = "." + "".join(rng.choice("0123456789") for _ in range(k)) if k else ""
+        values.append(whole.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z")
+    values += ["2026-11-01T00:00:00.9999999Z", "2026-12-31T23:59:59.999999999Z"] if digits is None else []
+    s = pl.Series(values)
+    fast = _parse_iso_utc(s)
+    assert fast is not None
+    assert fast.to_list() == _strptime_epoch(s, _ISO_FMT).to_list()
+    # a leap second is left to the general path
+    assert _parse_iso_utc(pl.Series([*values, "2016-12-31T23:59:60Z"])) is None
 
 
 def test_ip_check_per_distinct_value_matches_per_row() -> None:
