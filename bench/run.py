@@ -15,6 +15,9 @@ Sections (``--only`` / ``--skip``):
   start until its consumed-records metric reaches N.
 * ``latency`` — `run` live (event time = wall time) under background traffic at half the measured
   Kafka rate; declared scanners injected at known times; time to their verdicts on the verdict topic.
+  Then the *live maximum*: live traffic brings far more clients per line than the catch-up trace
+  (each IP at its real rate), so the highest live rate `run` keeps up with is found by short live
+  runs a factor ``--live-max-step`` apart, and the latency is measured again at half of it.
 * ``memory``/``scaling`` — replay of synthetic traffic with exactly C clients, all active within one
   window, in a fresh process per size: peak RSS and lines/s as lines grow 10x and as clients grow 10x.
 
@@ -205,16 +208,23 @@ def bench_kafka(res: Results, args: argparse.Namespace, js: Path, sections: set[
                 res.raw["kafka_profiled_run_rate"] = prof.rate_steady
             del keys, lines
         if "latency" in sections:
-            measured = rate
-            if args.latency_rate:
-                plan = [(args.latency_rate, "")]
-            elif measured:
-                plan = [(measured * f, f" ({f:.0%} of the Kafka rate)") for f in args.latency_fractions]
-            else:
-                plan = [(5000.0, " (no Kafka rate measured: 5,000 lines/s)")]
             res.raw["latency"] = []
-            for bg_rate, label in plan:
-                bench_latency(res, args, kb, admin, broker.bootstrap, js, bg_rate, label)
+            if args.latency_rate:
+                bench_latency(res, args, kb, admin, broker.bootstrap, js, args.latency_rate, "")
+            elif not rate:
+                bench_latency(res, args, kb, admin, broker.bootstrap, js, 5000.0, " (no Kafka rate measured)")
+            else:
+                kept: dict[float, bool] = {}
+                for f in args.latency_fractions:
+                    kept[rate * f] = bench_latency(
+                        res, args, kb, admin, broker.bootstrap, js, rate * f, f" ({f:.0%} of the Kafka rate)"
+                    )
+                if args.live_max:
+                    top = live_maximum(res, args, kb, admin, broker.bootstrap, js, kept)
+                    if top:
+                        bench_latency(
+                            res, args, kb, admin, broker.bootstrap, js, top / 2, " (50% of the live maximum)"
+                        )
     finally:
         broker.stop()
 
@@ -244,7 +254,7 @@ def bench_latency(
         )
     res.raw["latency"].append(asdict(lat))
     q = kb.quantile
-    kept_up = lat.lag_at_end < 2 * rate  # less than ~2 s of input waiting when producing stopped
+    kept_up = _kept_up(lat, rate)
     res.add(
         Row(
             "latency",
@@ -274,6 +284,89 @@ def bench_latency(
             f"background {lat.achieved_rate:,.0f} lines/s over {lat.multiplex}x the trace's clients",
         )
     )
+    return kept_up
+
+
+def _kept_up(lat: Any, rate: float) -> bool:
+    """Less than ~2 s of input waiting when producing stopped."""
+    return bool(lat.lag_at_end < 2 * rate)
+
+
+def live_maximum(
+    res: Results,
+    args: argparse.Namespace,
+    kb: Any,
+    admin: str,
+    bootstrap: str,
+    js: Path,
+    known: dict[float, bool],
+) -> float | None:
+    """The highest live background rate `run` keeps up with, to within a factor of ``--live-max-step``.
+
+    Live traffic is not the catch-up trace: each IP keeps its real request rate, so at the same lines/s
+    it brings ``multiplex`` times the trace's clients, and a live `run` judges each batch as it comes
+    instead of preparing the next one meanwhile. So its maximum is measured on its own: short live runs
+    (``--live-max-seconds`` of bots after the warm-up), up from the highest rate already known to keep
+    up while they do, or down from the lowest known not to until one does. Returns None if none did.
+    """
+    step = args.live_max_step
+    probes: list[tuple[float, bool]] = sorted(known.items())
+
+    def probe(r: float) -> bool:
+        log(f"  live maximum: probing {r:,.0f} lines/s")
+        with database(admin, res) as db:
+            lat = kb.decision_latency(
+                bootstrap,
+                db,
+                js,
+                args.kafka_lines,
+                r,
+                inject_s=args.live_max_seconds,
+                bots_per_step=args.bots_per_step,
+                warmup_s=args.latency_warmup,
+                log=log,
+            )
+        ok = _kept_up(lat, r)
+        res.raw.setdefault("live_max_probes", []).append(
+            {"rate": r, "kept_up": ok, "max_lag": lat.max_lag, "lag_at_end": lat.lag_at_end}
+        )
+        log(
+            f"    {'kept up' if ok else 'fell behind'}: max lag {lat.max_lag:,.0f}, {lat.lag_at_end:,.0f} unread"
+        )
+        probes.append((r, ok))
+        return ok
+
+    good = [r for r, ok in probes if ok]
+    bad = [r for r, ok in probes if not ok]
+    for _ in range(args.live_max_probes):
+        if good and bad and min(bad) <= max(good) * step * 1.001:
+            break  # bracketed to within one step
+        if good:
+            r = max(good) * step
+            if bad and r >= min(bad):
+                r = (max(good) * min(bad)) ** 0.5
+        elif bad:
+            r = min(bad) / step
+        else:
+            r = 5000.0
+        (good if probe(r) else bad).append(r)
+    top = max(good) if good else None
+    tried = ", ".join(f"{r:,.0f} {'kept up' if ok else 'fell behind'}" for r, ok in sorted(probes))
+    res.add(
+        Row(
+            "latency",
+            "live maximum: highest background rate `run` kept up with",
+            None,
+            None,
+            None,
+            top,
+            note=f"live runs at {tried}"
+            + (f"; the maximum is below {min(bad):,.0f}" if bad and good else "")
+            + ("; no probe fell behind, so it is at least this" if not bad else ""),
+            vs_floor=False,
+        )
+    )
+    return top
 
 
 def synthetic_run(clients: int, lines: int) -> dict[str, Any]:
@@ -449,7 +542,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--latency-fractions",
         default=None,
-        help="background rates as fractions of the Kafka rate (default 0.5,0.25; quick 0.5)",
+        help="background rates as fractions of the Kafka rate (default 0.5; the live maximum then adds a run at half of it)",
+    )
+    ap.add_argument(
+        "--live-max",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure the live maximum and the latency at half of it (default: on; off with --quick)",
+    )
+    ap.add_argument("--live-max-step", type=float, default=1.25, help="live maximum: ratio between probes")
+    ap.add_argument(
+        "--live-max-probes", type=int, default=4, help="live maximum: most probes beyond the latency runs"
+    )
+    ap.add_argument(
+        "--live-max-seconds", type=float, default=60.0, help="live maximum: seconds of bots per probe"
     )
     ap.add_argument(
         "--bots-per-step", type=int, default=None, help="bots injected per 10 s step (default 6; quick 4)"
@@ -463,9 +569,8 @@ def main(argv: list[str] | None = None) -> None:
     a.kafka_lines = a.kafka_lines or a.lines
     a.latency_seconds = a.latency_seconds or (30.0 if a.quick else 120.0)
     a.bots_per_step = a.bots_per_step or (4 if a.quick else 6)
-    a.latency_fractions = [
-        float(x) for x in (a.latency_fractions or ("0.5" if a.quick else "0.5,0.25")).split(",")
-    ]
+    a.live_max = (not a.quick) if a.live_max is None else a.live_max
+    a.latency_fractions = [float(x) for x in (a.latency_fractions or "0.5").split(",")]
     sections = set(a.only.split(",")) if a.only else set(SECTIONS)
     sections -= set(filter(None, a.skip.split(",")))
     unknown = sections - set(SECTIONS)
