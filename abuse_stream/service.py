@@ -91,6 +91,7 @@ class Service:
         self._broker_was_up = True
         self._generation = 0  # bumped by every assignment change
         self._delivered = True  # False once a batch was left unwritten (stop during an outage)
+        self._timings: dict[str, float] = {}  # the batch in hand: seconds per phase (logged with it)
         source.set_assign_hook(self._on_assign)
         source.set_revoke_hook(self._on_revoke)
 
@@ -269,7 +270,11 @@ class Service:
     def _complete(self, batch: _InFlight) -> None:
         """Judge a prepared batch, then publish, store and commit it."""
         evicted = self.parts.evicted()
-        out = self.parts.process_prepared(batch.prepared.result())
+        t0 = time.perf_counter()
+        prepared = batch.prepared.result()
+        t1 = time.perf_counter()
+        out = self.parts.process_prepared(prepared)
+        self._timings = {"prepare_wait": t1 - t0, "judge": time.perf_counter() - t1}
         if not self._deliver(out, batch.msgs):
             return
         self.metrics.evictions.inc(max(0, self.parts.evicted() - evicted))
@@ -367,8 +372,10 @@ class Service:
             self.sink.flush()
 
         # outages: retry the same batch until it lands (or we are told to stop); offsets stay put meanwhile
+        t0 = time.perf_counter()
         if not self._until_done(publish, "publish to Kafka", self.metrics.producer_errors, _KAFKA_OUTAGE):
             return False
+        t1 = time.perf_counter()
         if self.store is not None:
             for m in msgs:
                 self._next_offset[m.partition()] = max(
@@ -405,6 +412,7 @@ class Service:
                 return False
             self._saved_epochs.update(epochs)
             self._saved_books.update(books)
+        t2 = time.perf_counter()
         self.metrics.ready.set(1)
         for r in out.rejected:
             self.metrics.rejected.labels(r.reason).inc()
@@ -413,19 +421,23 @@ class Service:
         for v in out.verdicts:
             self.metrics.verdicts.labels(v["bot_type"], v["action"]).inc()
         self.source.commit(msgs)
+        timings = {**self._timings, "publish": t1 - t0, "store": t2 - t1, "commit": time.perf_counter() - t2}
+        self._timings = {}
         self.stats.batches += 1
         self.stats.messages += len(msgs)
         self.stats.verdicts += len(out.verdicts)
         self.stats.ip_changes += len(out.ip_changes)
         self.stats.dead_letters += len(out.rejected)
         self.stats.commits += 1 if msgs else 0
-        if out.verdicts:
-            log.info(
-                "batch: %d messages, %d verdicts, %d list changes, %d rejected",
+        if out.verdicts or log.isEnabledFor(logging.DEBUG):
+            log.log(
+                logging.INFO if out.verdicts else logging.DEBUG,
+                "batch: %d messages, %d verdicts, %d list changes, %d rejected (%s)",
                 len(msgs),
                 len(out.verdicts),
                 len(out.ip_changes),
                 len(out.rejected),
+                ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()),
             )
         self._delivered = True
         return True
