@@ -52,7 +52,7 @@ def write_config(path: Path, bootstrap: str, prefix: str, db_url: str, metrics_p
         "input": {"format": "json"},
         "database": {"url": db_url},
         "metrics": {"port": metrics_port, "address": "127.0.0.1"},
-        "log_level": "WARNING",
+        "log_level": os.environ.get("BENCH_RUN_LOG_LEVEL", "WARNING"),  # DEBUG: every batch timed
     }
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return cfg
@@ -542,7 +542,10 @@ def decision_latency(
         )
         boundary = first_bucket  # the next bucket whose decidable time we wait for
         produced = 0
-        last_scrape = 0.0
+        last_check = 0.0
+        # metrics and RSS are read on a thread of their own: the endpoint can take a few hundred ms to
+        # answer a busy service, and the producer must not pause meanwhile (a gateway does not)
+        monitor = _Monitor(port, run.pid).start()
         while True:
             now = time.time()
             if now >= stop_at:
@@ -562,15 +565,12 @@ def decision_latency(
                 _produce(producer, topic, bots[i].ip.encode(), bot_line(bots[i].ip, t, k))
                 bots[i].produced.append(t)
             producer.poll(0)
-            if now - last_scrape >= 1.0:
-                last_scrape = now
+            if now - last_check >= 1.0:
+                last_check = now
                 run.check()
-                got = scrape(port)
-                if got is not None:
-                    m = got
-                    max_lag = max(max_lag, metric_sum(m, "abuse_stream_consumer_lag"))
-                _c, peak = proc_rss(run.pid)
             time.sleep(0.002)
+        monitor.stop()
+        m, max_lag, peak = monitor.metrics or m, monitor.max_lag, monitor.peak
         producer.flush(30)
         achieved = produced / (time.time() - start)
         total = produced + sum(len(b.produced) for b in bots)
@@ -638,6 +638,37 @@ def decision_latency(
         lateness_s=lateness,
         batch_timeout_s=cfg.kafka.batch_timeout_s,
     )
+
+
+class _Monitor:
+    """Scrapes the service's metrics and reads its RSS once a second, beside the producing loop."""
+
+    def __init__(self, port: int, pid: int) -> None:
+        import threading
+
+        self.port, self.pid = port, pid
+        self.metrics: dict[str, float] = {}
+        self.max_lag = 0.0
+        self.peak: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="bench-monitor", daemon=True)
+
+    def start(self) -> _Monitor:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            got = scrape(self.port)
+            if got is not None:
+                self.metrics = got
+                self.max_lag = max(self.max_lag, metric_sum(got, "abuse_stream_consumer_lag"))
+            _c, peak = proc_rss(self.pid)
+            self.peak = peak or self.peak
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
 
 
 def _produce(producer: Any, topic: str, key: bytes, value: bytes) -> None:
