@@ -503,11 +503,16 @@ class WindowState:
         b = early.bucket
         in_b = pl.col("bucket") == b
         self.stats.closed_early += 1
+        # the parts (one per batch since the step was worked out: dozens live) are split once, stacked;
+        # merge_buckets merges by (key, bucket) whatever frames its rows come in
+        stacked = pl.concat(self.parts, how="vertical") if self.parts else None
+        mine = stacked["bucket"] == b if stacked is not None else None
         if early.touched:
             touched = pl.concat(early.touched).unique()
             self.stats.redone_early += touched.height
             again = [self.merged.filter(in_b).join(touched, on="key", how="semi")]
-            again += [p.filter(in_b) for p in self.parts]  # every row of b in a part came since
+            if stacked is not None:
+                again.append(stacked.filter(mine))  # every row of b in a part came since
             fresh = close_buckets(merge_buckets(again, self.cfg.max_paths_per_bucket))
             ready = pl.concat([early.ready.join(touched, on="key", how="anti"), fresh])
             clients = pl.concat(
@@ -519,7 +524,7 @@ class WindowState:
         else:
             ready, clients = early.ready, early.clients
         self.merged = self.merged.filter(~in_b)
-        self.parts = [p.filter(~in_b) for p in self.parts]
+        self.parts = [stacked.filter(~mine)] if stacked is not None else []
         return ready, clients
 
     def replay_from(self, first: int | None = None) -> dict[int, int]:
