@@ -343,8 +343,6 @@ def live_maximum(
             break  # bracketed to within one step
         if good:
             r = max(good) * step
-            if bad and r >= min(bad):
-                r = (max(good) * min(bad)) ** 0.5
         elif bad:
             r = min(bad) / step
         else:
