@@ -238,20 +238,10 @@ def bench_latency(
     js: Path,
     rate: float,
     label: str,
-) -> None:
+) -> bool:
+    """One live run with ``--latency-seconds`` of bots: its latency rows; True if `run` kept up."""
     log(f"  decision latency: background {rate:,.0f} lines/s{label}, {args.latency_seconds:g} s of bots")
-    with database(admin, res) as db:
-        lat = kb.decision_latency(
-            bootstrap,
-            db,
-            js,
-            args.kafka_lines,
-            rate,
-            inject_s=args.latency_seconds,
-            bots_per_step=args.bots_per_step,
-            warmup_s=args.latency_warmup,
-            log=log,
-        )
+    lat = _live_run(res, args, kb, admin, bootstrap, js, rate, args.latency_seconds)
     res.raw["latency"].append(asdict(lat))
     q = kb.quantile
     kept_up = _kept_up(lat, rate)
@@ -287,6 +277,32 @@ def bench_latency(
     return kept_up
 
 
+def _live_run(
+    res: Results,
+    args: argparse.Namespace,
+    kb: Any,
+    admin: str,
+    bootstrap: str,
+    js: Path,
+    rate: float,
+    inject_s: float,
+) -> Any:
+    """`run` live under background traffic at ``rate`` with ``inject_s`` seconds of bots, on a
+    throw-away database: the bench.kafka.LatencyResult."""
+    with database(admin, res) as db:
+        return kb.decision_latency(
+            bootstrap,
+            db,
+            js,
+            args.kafka_lines,
+            rate,
+            inject_s=inject_s,
+            bots_per_step=args.bots_per_step,
+            warmup_s=args.latency_warmup,
+            log=log,
+        )
+
+
 def _kept_up(lat: Any, rate: float) -> bool:
     """Less than ~2 s of input waiting when producing stopped."""
     return bool(lat.lag_at_end < 2 * rate)
@@ -314,18 +330,7 @@ def live_maximum(
 
     def probe(r: float) -> bool:
         log(f"  live maximum: probing {r:,.0f} lines/s")
-        with database(admin, res) as db:
-            lat = kb.decision_latency(
-                bootstrap,
-                db,
-                js,
-                args.kafka_lines,
-                r,
-                inject_s=args.live_max_seconds,
-                bots_per_step=args.bots_per_step,
-                warmup_s=args.latency_warmup,
-                log=log,
-            )
+        lat = _live_run(res, args, kb, admin, bootstrap, js, r, args.live_max_seconds)
         ok = _kept_up(lat, r)
         res.raw.setdefault("live_max_probes", []).append(
             {"rate": r, "kept_up": ok, "max_lag": lat.max_lag, "lag_at_end": lat.lag_at_end}
