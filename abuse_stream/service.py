@@ -91,7 +91,6 @@ class Service:
         self._broker_was_up = True
         self._generation = 0  # bumped by every assignment change
         self._delivered = True  # False once a batch was left unwritten (stop during an outage)
-        self._timings: dict[str, float] = {}  # the batch in hand: seconds per phase (logged with it)
         source.set_assign_hook(self._on_assign)
         source.set_revoke_hook(self._on_revoke)
 
@@ -274,8 +273,8 @@ class Service:
         prepared = batch.prepared.result()
         t1 = time.perf_counter()
         out = self.parts.process_prepared(prepared)
-        self._timings = {"prepare_wait": t1 - t0, "judge": time.perf_counter() - t1}
-        if not self._deliver(out, batch.msgs):
+        phases = {"prepare_wait": t1 - t0, "judge": time.perf_counter() - t1}
+        if not self._deliver(out, batch.msgs, phases):
             return
         self.metrics.evictions.inc(max(0, self.parts.evicted() - evicted))
         lags = self.source.partition_lags()
@@ -347,9 +346,12 @@ class Service:
                     time.sleep(delay)
                 delay = min(delay * 2, 15.0)
 
-    def _deliver(self, out: BatchOutput, msgs: Sequence[Message]) -> bool:
+    def _deliver(
+        self, out: BatchOutput, msgs: Sequence[Message], phases: dict[str, float] | None = None
+    ) -> bool:
         """Publish, store, then commit. Returns False (nothing committed) if asked to stop during an
-        outage; no later batch may be delivered then, or its commit would pass this one's offsets."""
+        outage; no later batch may be delivered then, or its commit would pass this one's offsets.
+        ``phases``: seconds the batch took before (logged with the delivery's own)."""
         self._delivered = False
         now = rfc3339(self.clock())
         if out.rejected:
@@ -421,8 +423,7 @@ class Service:
         for v in out.verdicts:
             self.metrics.verdicts.labels(v["bot_type"], v["action"]).inc()
         self.source.commit(msgs)
-        timings = {**self._timings, "publish": t1 - t0, "store": t2 - t1, "commit": time.perf_counter() - t2}
-        self._timings = {}
+        phases = {**(phases or {}), "publish": t1 - t0, "store": t2 - t1, "commit": time.perf_counter() - t2}
         self.stats.batches += 1
         self.stats.messages += len(msgs)
         self.stats.verdicts += len(out.verdicts)
@@ -437,7 +438,7 @@ class Service:
                 len(out.verdicts),
                 len(out.ip_changes),
                 len(out.rejected),
-                ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()),
+                ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in phases.items()),
             )
         self._delivered = True
         return True

@@ -1,9 +1,12 @@
-"""The service's delivery order with fakes (no broker, no database): a batch left unwritten when the
-service is stopped during an outage stops delivery, so no later batch commits offsets past it."""
+"""The service's delivery with fakes (no broker, no database): a batch left unwritten when the service
+is stopped during an outage stops delivery, so no later batch commits offsets past it; each delivered
+batch is logged with the time its phases took."""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 import threading
 
 from sqlalchemy.exc import OperationalError
@@ -99,3 +102,36 @@ def test_a_batch_left_unwritten_at_stop_is_not_overtaken_by_the_next_one():
     svc.run(stop)
     assert source.commits == []  # batch 0 was never written, so batch 5 must not be committed
     assert store.written == 0
+
+
+class _StoreUp(Store):
+    def write_batch(self, *a) -> None:
+        self.written += 1
+
+
+class _DrainingSource(Source):
+    """Stops the service once its batches are taken."""
+
+    def __init__(self, batches: list[list[Msg]], stop: threading.Event) -> None:
+        super().__init__(batches)
+        self.stop = stop
+
+    def poll_batch(self, timeout: float | None = None) -> list[Msg]:
+        if not self.batches:
+            self.stop.set()
+        return super().poll_batch(timeout)
+
+
+def test_each_batch_is_logged_with_its_phase_times(caplog):
+    cfg = build_config({"kafka": {"bootstrap_servers": "unused:9092"}})
+    stop = threading.Event()
+    source, store = _DrainingSource([_batch(0), _batch(5)], stop), _StoreUp(stop)
+    svc = Service(cfg, Pipeline(cfg, TinyClassifier()), source, Sink(), store)  # type: ignore[arg-type]
+    with caplog.at_level(logging.DEBUG, logger="abuse_stream.service"):
+        svc.run(stop)
+    assert source.commits == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("batch: 5 messages")]
+    assert len(lines) == 2
+    for line in lines:
+        phases = re.findall(r"(\w+) (\d+) ms", line)
+        assert [name for name, _ in phases] == ["prepare_wait", "judge", "publish", "store", "commit"]
