@@ -209,41 +209,31 @@ def bench_kafka(res: Results, args: argparse.Namespace, js: Path, sections: set[
             del keys, lines
         if "latency" in sections:
             res.raw["latency"] = []
+            live = _Live(res, args, kb, admin, broker.bootstrap, js)
             if args.latency_rate:
-                bench_latency(res, args, kb, admin, broker.bootstrap, js, args.latency_rate, "")
+                bench_latency(live, args.latency_rate, "")
             elif not rate:
-                bench_latency(res, args, kb, admin, broker.bootstrap, js, 5000.0, " (no Kafka rate measured)")
+                bench_latency(live, 5000.0, " (no Kafka rate measured)")
             else:
-                kept: dict[float, bool] = {}
-                for f in args.latency_fractions:
-                    kept[rate * f] = bench_latency(
-                        res, args, kb, admin, broker.bootstrap, js, rate * f, f" ({f:.0%} of the Kafka rate)"
-                    )
+                kept = {
+                    rate * f: bench_latency(live, rate * f, f" ({f:.0%} of the Kafka rate)")
+                    for f in args.latency_fractions
+                }
                 if args.live_max:
-                    top = live_maximum(res, args, kb, admin, broker.bootstrap, js, kept)
+                    top = live_maximum(live, kept)
                     if top:
-                        bench_latency(
-                            res, args, kb, admin, broker.bootstrap, js, top / 2, " (50% of the live maximum)"
-                        )
+                        bench_latency(live, top / 2, " (50% of the live maximum)")
     finally:
         broker.stop()
 
 
-def bench_latency(
-    res: Results,
-    args: argparse.Namespace,
-    kb: Any,
-    admin: str,
-    bootstrap: str,
-    js: Path,
-    rate: float,
-    label: str,
-) -> bool:
+def bench_latency(live: _Live, rate: float, label: str) -> bool:
     """One live run with ``--latency-seconds`` of bots: its latency rows; True if `run` kept up."""
+    res, args = live.res, live.args
     log(f"  decision latency: background {rate:,.0f} lines/s{label}, {args.latency_seconds:g} s of bots")
-    lat = _live_run(res, args, kb, admin, bootstrap, js, rate, args.latency_seconds)
+    lat = live.run(rate, args.latency_seconds)
     res.raw["latency"].append(asdict(lat))
-    q = kb.quantile
+    q = live.kb.quantile
     kept_up = _kept_up(lat, rate)
     res.add(
         Row(
@@ -277,30 +267,32 @@ def bench_latency(
     return kept_up
 
 
-def _live_run(
-    res: Results,
-    args: argparse.Namespace,
-    kb: Any,
-    admin: str,
-    bootstrap: str,
-    js: Path,
-    rate: float,
-    inject_s: float,
-) -> Any:
-    """`run` live under background traffic at ``rate`` with ``inject_s`` seconds of bots, on a
-    throw-away database: the bench.kafka.LatencyResult."""
-    with database(admin, res) as db:
-        return kb.decision_latency(
-            bootstrap,
-            db,
-            js,
-            args.kafka_lines,
-            rate,
-            inject_s=inject_s,
-            bots_per_step=args.bots_per_step,
-            warmup_s=args.latency_warmup,
-            log=log,
-        )
+@dataclass
+class _Live:
+    """What every live `run` of the latency section shares: results, options, the broker, the trace."""
+
+    res: Results
+    args: argparse.Namespace
+    kb: Any  # bench.kafka
+    admin: str
+    bootstrap: str
+    js: Path
+
+    def run(self, rate: float, inject_s: float) -> Any:
+        """`run` live under background traffic at ``rate`` with ``inject_s`` seconds of bots, on a
+        throw-away database: the bench.kafka.LatencyResult."""
+        with database(self.admin, self.res) as db:
+            return self.kb.decision_latency(
+                self.bootstrap,
+                db,
+                self.js,
+                self.args.kafka_lines,
+                rate,
+                inject_s=inject_s,
+                bots_per_step=self.args.bots_per_step,
+                warmup_s=self.args.latency_warmup,
+                log=log,
+            )
 
 
 def _kept_up(lat: Any, rate: float) -> bool:
@@ -308,15 +300,7 @@ def _kept_up(lat: Any, rate: float) -> bool:
     return bool(lat.lag_at_end < 2 * rate)
 
 
-def live_maximum(
-    res: Results,
-    args: argparse.Namespace,
-    kb: Any,
-    admin: str,
-    bootstrap: str,
-    js: Path,
-    known: dict[float, bool],
-) -> float | None:
+def live_maximum(live: _Live, known: dict[float, bool]) -> float | None:
     """The highest live background rate `run` keeps up with, to within a factor of ``--live-max-step``.
 
     Live traffic is not the catch-up trace: each IP keeps its real request rate, so at the same lines/s
@@ -325,12 +309,13 @@ def live_maximum(
     (``--live-max-seconds`` of bots after the warm-up), up from the highest rate already known to keep
     up while they do, or down from the lowest known not to until one does. Returns None if none did.
     """
+    res, args = live.res, live.args
     step = args.live_max_step
     probes: list[tuple[float, bool]] = sorted(known.items())
 
     def probe(r: float) -> bool:
         log(f"  live maximum: probing {r:,.0f} lines/s")
-        lat = _live_run(res, args, kb, admin, bootstrap, js, r, args.live_max_seconds)
+        lat = live.run(r, args.live_max_seconds)
         ok = _kept_up(lat, r)
         res.raw.setdefault("live_max_probes", []).append(
             {"rate": r, "kept_up": ok, "max_lag": lat.max_lag, "lag_at_end": lat.lag_at_end}
