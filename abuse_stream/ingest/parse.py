@@ -672,6 +672,7 @@ def _strptime_epoch(s: pl.Series, fmt: str, naive: bool = False) -> pl.Series:
     return parsed.dt.epoch("us").cast(pl.Float64) / 1e6
 
 
+_ISO_UTC_PREFIX = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T")  # the first value, checked before the regex
 #: seconds ``[0-5][0-9]``: a leap second (``:60``) takes the general path
 _ISO_UTC_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9](?:\.[0-9]{1,9})?Z$"
 
@@ -704,9 +705,6 @@ def _parse_iso_utc(raw: pl.Series) -> pl.Series | None:
         micro = raw.str.slice(20).str.strip_suffix("Z").str.pad_end(6, "0").str.slice(0, 6).cast(pl.Int64)
     out = (whole.dt.epoch("us") + micro).cast(pl.Float64) / 1e6
     return None if out.null_count() else out
-
-
-_ISO_UTC_PREFIX = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T")
 
 
 def _parse_ts(raw: pl.Series) -> pl.Series:
