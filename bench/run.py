@@ -21,8 +21,10 @@ Sections (``--only`` / ``--skip``):
 * ``memory``/``scaling`` — replay of synthetic traffic with exactly C clients, all active within one
   window, in a fresh process per size: peak RSS and lines/s as lines grow 10x and as clients grow 10x.
 
-``--py-spy S`` profiles a second Kafka run for S seconds; ``BENCH_PY_SPY_FLAGS`` adds py-spy options
-(``--gil``: only samples holding the GIL, which shows what serialises the threads).
+``BENCH_RUN_LOG_LEVEL=DEBUG`` makes the `run` under test log every batch with its phase times (in
+bench/out/*-run.log). ``--py-spy S`` profiles a second Kafka run for S seconds;
+``BENCH_PY_SPY_FLAGS`` adds py-spy options (``--gil``: only samples holding the GIL, which shows
+what serialises the threads).
 
 Needs Postgres for the Kafka sections (``--pg-admin-url``, ``$BENCH_PG_ADMIN_URL``,
 ``$TEST_PG_ADMIN_URL``, default postgresql://postgres@127.0.0.1:5432/postgres; a throw-away database
