@@ -6,9 +6,12 @@
 * ``ip_list_entries`` is the current state per (list, value): ``add``/``extend`` upsert it,
   ``remove`` closes it (``removed_at``); the history is the change table.
 
-Works on Postgres (psycopg 3) and SQLite with the same code (dialect-specific ``INSERT .. ON
-CONFLICT``). Transient failures are retried with exponential backoff; the caller commits Kafka
-offsets only after :meth:`Store.write_batch` returned.
+Works on Postgres (psycopg 3) and SQLite with the same statements (dialect-specific ``INSERT .. ON
+CONFLICT``). On Postgres a batch's rows go to each table in ONE statement, as one array per column
+(``INSERT .. SELECT FROM unnest(...)``): psycopg's executemany sends one statement per row, which
+was ~0.3 ms per verdict, most of the delivery time of a live batch with thousands of verdicts.
+Transient failures are retried with exponential backoff; the caller commits Kafka offsets only
+after :meth:`Store.write_batch` returned.
 """
 
 from __future__ import annotations
@@ -21,7 +24,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, create_engine, event, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -101,13 +116,91 @@ class PositionUpdate:
     judged_until: dict[int, int | None]  # partition -> window steps below this bucket were judged
 
 
+def _pg_array_type(table: Table, column: str) -> str:
+    """The Postgres array type a column's values are sent as (JSON as text, cast in the statement)."""
+    t = table.c[column].type
+    if isinstance(t, DateTime):
+        return "timestamptz[]"
+    if isinstance(t, Float):
+        return "float8[]"
+    if isinstance(t, BigInteger):
+        return "int8[]"
+    if isinstance(t, Integer):
+        return "int4[]"
+    return "text[]"  # String, Text, JSON
+
+
+def _pg_bulk_rows(
+    table: Table, rows: Sequence[dict[str, Any]], conflict: Sequence[str], update: Sequence[str] = ()
+) -> tuple[str, tuple[list[Any], ...]]:
+    """One ``INSERT .. SELECT FROM unnest(<one array per column>) ON CONFLICT ..`` for ``rows`` (all
+    with the same keys): DO NOTHING, or DO UPDATE of ``update`` (then no two rows may share the
+    conflict key). Rows are inserted in order, so a repeated key keeps its first row, as executing
+    them one by one does. JSON values are encoded as executemany encodes them (``None`` -> ``null``)."""
+    cols = list(rows[0])
+    arrays: list[list[Any]] = []
+    selected = []
+    for c in cols:
+        if isinstance(table.c[c].type, JSON):
+            arrays.append([dumps(r[c]).decode() for r in rows])
+            selected.append(f'u."{c}"::json')
+        else:
+            arrays.append([r[c] for r in rows])
+            selected.append(f'u."{c}"')
+    names = ", ".join(f'"{c}"' for c in cols)
+    unnest = ", ".join(f"%b::{_pg_array_type(table, c)}" for c in cols)  # binary: no escaping
+    target = ", ".join(f'"{c}"' for c in conflict)
+    action = (
+        "DO UPDATE SET " + ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in update) if update else "DO NOTHING"
+    )
+    sql = (
+        f'INSERT INTO "{table.name}" ({names}) SELECT {", ".join(selected)} '
+        f"FROM unnest({unnest}) AS u({names}) ON CONFLICT ({target}) {action}"
+    )
+    return sql, tuple(arrays)
+
+
 class Store:
-    def __init__(self, url: str, retries: int = 8, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        url: str,
+        retries: int = 8,
+        sleep: Callable[[float], None] = time.sleep,
+        bulk: bool | None = None,
+    ) -> None:
+        """``bulk``: one statement per table and batch on Postgres (the default there); False sends
+        SQLAlchemy's executemany (one statement per row), what SQLite always gets."""
         self.url = url
         self.engine = make_engine(url)
         self.retries = retries
         self._sleep = sleep
-        self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        postgres = self.engine.dialect.name == "postgresql"
+        self._insert = postgresql.insert if postgres else sqlite.insert
+        self.bulk = postgres if bulk is None else bulk and postgres
+
+    def _insert_rows(
+        self,
+        conn: Any,
+        table: Table,
+        rows: Sequence[dict[str, Any]],
+        conflict: Sequence[str],
+        update: Sequence[str] = (),
+    ) -> None:
+        """Insert ``rows`` (same keys each); on a conflict with ``conflict`` skip the row, or with
+        ``update`` set those columns from it."""
+        if not rows:
+            return
+        if self.bulk:
+            conn.exec_driver_sql(*_pg_bulk_rows(table, rows, conflict, update))
+            return
+        stmt = self._insert(table)
+        if update:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(conflict), set_={k: stmt.excluded[k] for k in update}
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+        conn.execute(stmt, list(rows))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -153,9 +246,8 @@ class Store:
     def _write(
         self, conn: Any, verdict_rows: Sequence[dict[str, Any]], changes: Sequence[dict[str, Any]]
     ) -> None:
-        """Statements are executed with lists of rows: SQLAlchemy compiles each once (cached) and sends
-        the rows in pages of multi-row VALUES ("insertmanyvalues"), well inside the 65,535 parameters a
-        Postgres statement may carry."""
+        """One statement per table (see :meth:`_insert_rows`): on Postgres each column is one array
+        parameter, so no batch comes near the 65,535 parameters a statement may carry."""
         now = datetime.now(UTC)
         if verdict_rows:
             rows = [
@@ -180,7 +272,7 @@ class Store:
                 }
                 for v in verdict_rows
             ]
-            conn.execute(self._insert(verdicts).on_conflict_do_nothing(index_elements=["verdict_id"]), rows)
+            self._insert_rows(conn, verdicts, rows, ["verdict_id"])
             eps = [
                 {
                     "verdict_id": v["verdict_id"],
@@ -190,13 +282,7 @@ class Store:
                 for v in verdict_rows
                 for e in (v.get("evidence") or {}).get("top_endpoints", [])
             ]
-            if eps:
-                conn.execute(
-                    self._insert(verdict_endpoints).on_conflict_do_nothing(
-                        index_elements=["verdict_id", "endpoint"]
-                    ),
-                    eps,
-                )
+            self._insert_rows(conn, verdict_endpoints, eps, ["verdict_id", "endpoint"])
         if changes:
             rows = [
                 {
@@ -213,9 +299,7 @@ class Store:
                 }
                 for c in changes
             ]
-            conn.execute(
-                self._insert(ip_list_changes).on_conflict_do_nothing(index_elements=["change_id"]), rows
-            )
+            self._insert_rows(conn, ip_list_changes, rows, ["change_id"])
             self._apply_entries(conn, rows)
 
     def _apply_entries(self, conn: Any, rows: Sequence[dict[str, Any]]) -> None:
@@ -250,14 +334,15 @@ class Store:
                 "removed_at": None,
             }
         columns = ("expires_at", "reason", "bot_type", "verdict_id", "source", "updated_at", "removed_at")
-        if upserts:
-            stmt = self._insert(ip_list_entries)
-            update = {k: stmt.excluded[k] for k in columns}
-            conn.execute(
-                stmt.on_conflict_do_update(index_elements=["list", "value"], set_=update),
-                list(upserts.values()),
+        self._insert_rows(conn, ip_list_entries, list(upserts.values()), ["list", "value"], columns)
+        if removals and self.bulk:
+            conn.exec_driver_sql(
+                "UPDATE ip_list_entries AS e SET removed_at = u.at, updated_at = u.at "
+                "FROM unnest(%b::text[], %b::text[], %b::timestamptz[]) AS u(l, v, at) "
+                'WHERE e."list" = u.l AND e.value = u.v AND e.removed_at IS NULL',
+                tuple(map(list, zip(*((lst, v, at) for (lst, v), at in removals.items()), strict=True))),
             )
-        if removals:
+        elif removals:
             e = ip_list_entries.c
             conn.execute(
                 ip_list_entries.update()

@@ -295,3 +295,63 @@ def test_a_flood_of_verdicts_and_changes_in_one_batch_is_written(db_url):
     assert store.count("verdicts") == n and store.count("ip_list_changes") == n
     assert len(store.active_entries()) == n
     store.close()
+
+
+def _tables(store: Store) -> dict[str, list[tuple]]:
+    """Every stored row of the batch tables (the time of storing aside), as text, in key order."""
+    queries = {
+        "verdicts": "SELECT verdict_id, ip, session, bot_type, confidence, action, profile, tolerance,"
+        " application, detected_at, expires_at, window_start, window_end, window_requests,"
+        " detectors::text, evidence::text, evidence IS NULL FROM verdicts ORDER BY verdict_id",
+        "verdict_endpoints": "SELECT * FROM verdict_endpoints ORDER BY verdict_id, endpoint",
+        "ip_list_changes": "SELECT * FROM ip_list_changes ORDER BY change_id",
+        "ip_list_entries": 'SELECT * FROM ip_list_entries ORDER BY "list", value',
+    }
+    with store.engine.connect() as conn:
+        return {t: [tuple(map(str, r)) for r in conn.exec_driver_sql(q)] for t, q in queries.items()}
+
+
+def test_the_bulk_statements_store_what_one_statement_per_row_stores(pg_url):
+    """On Postgres a batch goes to each table in one statement (one array per column). It must leave
+    every table as SQLAlchemy's executemany (one INSERT per row) does: repeated ids and endpoints,
+    JSON with quotes and non-ASCII, no evidence, nulls, upserts, removals, a replayed batch."""
+    t = "2026-11-01T00:{:02d}:00.000Z".format
+    odd = verdict("v2", "2001:db8::7")
+    odd.update(session="s\"1'\\", application=None, expires_at=None, confidence=0.123456789012345)
+    odd["evidence"] = {
+        "top_endpoints": [
+            {"endpoint": 'GET /a"b\\c/ü/' + "x" * 600, "requests": 3},
+            {"endpoint": 'GET /a"b\\c/ü/' + "x" * 601, "requests": 2},  # the same after truncation
+            {"endpoint": "GET /{id}", "requests": 1},
+        ],
+        "user_agents": ['Mozilla/5.0 "quoted" \\ back\nslash', None],
+    }
+    plain = verdict("v1")  # no evidence key at all
+    no_ev = {**verdict("v3", "198.51.100.3"), "evidence": None}
+    batches = [
+        (
+            [plain, odd, no_ev, plain],
+            [change("add", t(0), t(50), "v1"), change("add", t(1), t(9), "v2", "2001:db8::7")],
+        ),
+        ([odd], [change("extend", t(2), t(55), "v1"), change("remove", t(3), t(3), "v2", "2001:db8::7")]),
+        ([], [change("add", t(4), None, "v3", "198.51.100.3"), change("remove", t(5), t(5), "v1")]),
+    ]
+    migrate(pg_url)
+    got = {}
+    for bulk in (True, False):
+        store = Store(pg_url, bulk=bulk)
+        assert store.bulk is bulk
+        with store.engine.begin() as conn:
+            for table in ("verdicts", "verdict_endpoints", "ip_list_changes", "ip_list_entries"):
+                conn.exec_driver_sql(f"DELETE FROM {table}")
+        for vs, cs in batches + batches[:1]:  # the first batch again: a replay after a crash
+            store.write_batch(vs, cs)
+        got[bulk] = _tables(store)
+        store.close()
+    assert got[True] == got[False]
+    assert [len(got[True][t]) for t in got[True]] == [
+        3,
+        2,
+        6,
+        3,
+    ]  # the two long endpoints are one after truncation
