@@ -10,7 +10,9 @@ compute exactly what one instance computes.
 
 Offsets are committed only after both the topic and the database acknowledged, so a crash at any
 point replays the batch, and the idempotent store and deterministic ``verdict_id`` make the replay
-harmless. When every assigned partition is caught up and no input arrived for
+harmless. A batch's database write runs on a writer thread while the next batch is polled and
+judged (one write at a time); that batch is published only once the write before it landed and its
+offsets were committed, and so is anything that reads the lists back or hands partitions over. When every assigned partition is caught up and no input arrived for
 ``window.idle_advance_s`` of wall time, event time is advanced by the wall time that passed, so the
 last window steps of a quiet stream are still judged and list entries still expire.
 
@@ -91,6 +93,8 @@ class Service:
         self._broker_was_up = True
         self._generation = 0  # bumped by every assignment change
         self._delivered = True  # False once a batch was left unwritten (stop during an outage)
+        self._writer: ThreadPoolExecutor | None = None  # the database writes (in run())
+        self._writing: _Write | None = None  # the batch whose write is under way
         source.set_assign_hook(self._on_assign)
         source.set_revoke_hook(self._on_revoke)
 
@@ -107,6 +111,7 @@ class Service:
         """Build each assigned partition's pipeline from what its previous owner stored: start one
         window back (where its open windows' records begin), rebuild the steps judged before without
         judging them again, restore its baselines and verdict book."""
+        self._finish_write()  # what the store holds for these partitions is complete
         self._generation += 1
         for p in parts:
             self.parts.add(p.partition)
@@ -153,6 +158,7 @@ class Service:
 
     def _on_revoke(self, parts: list[Any]) -> None:
         """Another instance owns these now (or will): drop their state, stop storing their positions."""
+        self._finish_write()  # their last batch's write lands and its offsets are committed first
         self._generation += 1
         for p in parts:
             self.parts.drop(p.partition)
@@ -186,6 +192,8 @@ class Service:
         if self.store is None or (not force and now - self._exceptions_at < self.cfg.policy.reload_s):
             return
         self._exceptions_at = now
+        if not self._finish_write():  # an entry judged but not yet written is not "removed by hand"
+            return
         try:
             self.parts.set_exceptions(self.store.exceptions())
             listed = {(str(e["list"]), str(e["value"])) for e in self.store.active_entries()}
@@ -212,7 +220,10 @@ class Service:
         last_input = self.clock()
         idle_polls = 0
         pending: _InFlight | None = None
-        with ThreadPoolExecutor(1, thread_name_prefix="prepare") as prepare:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="prepare") as prepare,
+            ThreadPoolExecutor(1, thread_name_prefix="store") as self._writer,
+        ):
             while not stop.is_set():
                 self._apply_pending_config()
                 self.sync_policy()
@@ -247,6 +258,8 @@ class Service:
                 if pending is not None:  # input paused: finish what is in flight first
                     self._complete(pending)
                     pending = None
+                if not self._finish_write():  # paused: the last write lands and is committed now
+                    continue
                 idle_polls += 1
                 if until_caught_up:
                     if idle_polls >= 2 and self.source.assignment and self.source.caught_up():
@@ -261,8 +274,10 @@ class Service:
                         out = self.parts.advance_idle(idle)
                         if out.verdicts or out.ip_changes:
                             self._deliver(out, [])
-            if pending is not None and pending.generation == self._generation and self._delivered:
+            if pending is not None and pending.generation == self._generation and self._finish_write():
                 self._complete(pending)  # SIGTERM: finish the batch in hand (unless one was left unwritten)
+            self._finish_write()
+            self._writer = None
         log.info("stopping: %s", self.stats)
         return self.stats
 
@@ -351,7 +366,14 @@ class Service:
     ) -> bool:
         """Publish, store, then commit. Returns False (nothing committed) if asked to stop during an
         outage; no later batch may be delivered then, or its commit would pass this one's offsets.
-        ``phases``: seconds the batch took before (logged with the delivery's own)."""
+        ``phases``: seconds the batch took before (logged with the delivery's own).
+
+        In :meth:`run` the database write goes to the writer thread and the batch is committed by the
+        next delivery (or whatever must see the store complete first: :meth:`_finish_write`), which
+        waits for it before publishing anything."""
+        t_wait = time.perf_counter()
+        if not self._finish_write():
+            return False
         self._delivered = False
         now = rfc3339(self.clock())
         if out.rejected:
@@ -377,8 +399,11 @@ class Service:
         t0 = time.perf_counter()
         if not self._until_done(publish, "publish to Kafka", self.metrics.producer_errors, _KAFKA_OUTAGE):
             return False
-        t1 = time.perf_counter()
-        if self.store is not None:
+        phases = {**(phases or {}), "store_wait": t0 - t_wait, "publish": time.perf_counter() - t0}
+        w = _Write(out, msgs, phases, {}, {})
+        if self.store is None:
+            w.future.set_result(True)
+        else:
             for m in msgs:
                 self._next_offset[m.partition()] = max(
                     self._next_offset.get(m.partition(), 0), m.offset() + 1
@@ -390,7 +415,7 @@ class Service:
                 {p: needed.get(p, nxt) for p, nxt in self._next_offset.items()},
                 self.parts.judged_until(),
             )
-            snapshots, epochs, books = [], {}, {}
+            snapshots = []
             for part, pipe in self.parts.parts.items():
                 if pipe.stats.epochs_learnt != self._saved_epochs.get(part):
                     ts = pipe.window.max_ts
@@ -401,20 +426,47 @@ class Service:
                             ts if math.isfinite(ts) else None,
                         )
                     )
-                    epochs[part] = pipe.stats.epochs_learnt
+                    w.epochs[part] = pipe.stats.epochs_learnt
                 version = pipe.book.version
                 if version != self._saved_books.get(part):
                     snapshots.append((self.snapshot_name(part, "book"), pipe.book.snapshot(), None))
-                    books[part] = version
-            if not self._until_done(
-                lambda: self.store.write_batch(out.verdicts, out.ip_changes, positions, snapshots),  # type: ignore[union-attr]
-                "write to the database",
-                self.metrics.db_errors,
-            ):
-                return False
-            self._saved_epochs.update(epochs)
-            self._saved_books.update(books)
+                    w.books[part] = version
+            store = self.store
+
+            def write() -> bool:
+                t = time.perf_counter()
+                try:
+                    return self._until_done(
+                        lambda: store.write_batch(out.verdicts, out.ip_changes, positions, snapshots),
+                        "write to the database",
+                        self.metrics.db_errors,
+                    )
+                finally:
+                    w.phases["store"] = time.perf_counter() - t
+
+            if self._writer is not None:
+                w.future = self._writer.submit(write)
+            else:
+                w.future.set_result(write())
+        self._writing = w
+        if self._writer is None:
+            return self._finish_write()
+        return True
+
+    def _finish_write(self) -> bool:
+        """Wait for the batch being written, then commit its offsets and count it. False if it was
+        left unwritten (asked to stop during an outage): nothing may be delivered after it. A defect
+        in the write (not an outage) is raised here: the service stops without committing."""
+        w, self._writing = self._writing, None
+        if w is None:
+            return self._delivered
+        t_wait = time.perf_counter()
+        if not w.future.result():
+            return False
         t2 = time.perf_counter()
+        self._saved_epochs.update(w.epochs)
+        self._saved_books.update(w.books)
+        out, msgs = w.out, w.msgs
         self.metrics.ready.set(1)
         for r in out.rejected:
             self.metrics.rejected.labels(r.reason).inc()
@@ -423,7 +475,7 @@ class Service:
         for v in out.verdicts:
             self.metrics.verdicts.labels(v["bot_type"], v["action"]).inc()
         self.source.commit(msgs)
-        phases = {**(phases or {}), "publish": t1 - t0, "store": t2 - t1, "commit": time.perf_counter() - t2}
+        phases = {**w.phases, "commit_wait": t2 - t_wait, "commit": time.perf_counter() - t2}
         self.stats.batches += 1
         self.stats.messages += len(msgs)
         self.stats.verdicts += len(out.verdicts)
@@ -442,6 +494,18 @@ class Service:
             )
         self._delivered = True
         return True
+
+
+@dataclass
+class _Write:
+    """A published batch whose database write runs on the writer thread; committed when it lands."""
+
+    out: BatchOutput
+    msgs: Sequence[Message]
+    phases: dict[str, float]  # seconds per phase, for the batch's log line
+    epochs: dict[int, int]  # partition -> epochs learnt, stored with this write
+    books: dict[int, tuple[int, ...]]  # partition -> verdict book version, stored with this write
+    future: Future[bool] = field(default_factory=Future)
 
 
 @dataclass

@@ -59,6 +59,12 @@ class Source:
     def commit(self, msgs) -> None:
         self.commits.append([m.offset() for m in msgs])
 
+    def broker_reachable(self) -> bool:
+        return True
+
+    def caught_up(self) -> bool:
+        return True
+
 
 class Sink:
     def add_dead_letters(self, *a) -> None: ...
@@ -134,4 +140,97 @@ def test_each_batch_is_logged_with_its_phase_times(caplog):
     assert len(lines) == 2
     for line in lines:
         phases = re.findall(r"(\w+) (\d+) ms", line)
-        assert [name for name, _ in phases] == ["prepare_wait", "judge", "publish", "store", "commit"]
+        assert [name for name, _ in phases] == [
+            "prepare_wait",
+            "judge",
+            "store_wait",
+            "publish",
+            "store",
+            "commit_wait",
+            "commit",
+        ]
+
+
+class _Events:
+    """One ordered record of what the service did, from both of its threads."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.lock = threading.Lock()
+        self.judged_next = threading.Event()
+        self.write_started = threading.Event()
+
+    def add(self, what: str) -> None:
+        with self.lock:
+            self.seen.append(what)
+
+
+class _RecordingSource(_DrainingSource):
+    def __init__(self, batches, stop, events: _Events) -> None:
+        super().__init__(batches, stop)
+        self.events = events
+
+    def commit(self, msgs) -> None:
+        super().commit(msgs)
+        if msgs:
+            self.events.add(f"commit {msgs[0].offset()}")
+
+
+class _RecordingSink(Sink):
+    def __init__(self, events: _Events) -> None:
+        self.events = events
+
+    def flush(self, *a) -> None:
+        self.events.add("publish")
+
+
+class _SlowStore(_StoreUp):
+    """The first write lasts until the next batch has been judged (at most 10 s)."""
+
+    def __init__(self, stop, events: _Events) -> None:
+        super().__init__(stop)
+        self.events = events
+
+    def write_batch(self, *a) -> None:
+        self.events.add("write starts")
+        self.events.write_started.set()
+        if self.written == 0:
+            self.events.judged_next.wait(10)
+        super().write_batch(*a)
+        self.events.add("write ends")
+
+
+def test_the_next_batch_is_judged_while_a_write_is_under_way_and_published_after_its_commit():
+    cfg = build_config({"kafka": {"bootstrap_servers": "unused:9092"}})
+    stop, events = threading.Event(), _Events()
+    source = _RecordingSource([_batch(0), _batch(5)], stop, events)
+    svc = Service(
+        cfg, Pipeline(cfg, TinyClassifier()), source, _RecordingSink(events), _SlowStore(stop, events)
+    )  # type: ignore[arg-type]
+    judge = svc.parts.process_prepared
+
+    def judged(prepared):
+        out = judge(prepared)
+        if "publish" not in events.seen:
+            events.add("judged first")
+        else:  # (a write runs on the writer thread; with none under way, this waits in vain)
+            events.write_started.wait(10)
+            events.add("judged next")
+            events.judged_next.set()
+        return out
+
+    svc.parts.process_prepared = judged  # type: ignore[method-assign]
+    svc.run(stop)
+    assert events.seen == [
+        "judged first",
+        "publish",
+        "write starts",  # on the writer thread, while this one goes on:
+        "judged next",
+        "write ends",
+        "commit 0",  # the next batch is published only after the one before it is committed
+        "publish",
+        "write starts",
+        "write ends",
+        "commit 5",
+    ]
+    assert source.commits == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
