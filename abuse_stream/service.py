@@ -11,10 +11,13 @@ compute exactly what one instance computes.
 Offsets are committed only after both the topic and the database acknowledged, so a crash at any
 point replays the batch, and the idempotent store and deterministic ``verdict_id`` make the replay
 harmless. A batch's database write runs on a writer thread while the next batch is polled and
-judged (one write at a time); that batch is published only once the write before it landed and its
-offsets were committed, and so is anything that reads the lists back or hands partitions over. When every assigned partition is caught up and no input arrived for
-``window.idle_advance_s`` of wall time, event time is advanced by the wall time that passed, so the
-last window steps of a quiet stream are still judged and list entries still expire.
+judged, one write at a time. The next batch is published only after that write has landed and its
+offsets were committed. Whatever needs the store complete waits for the write first: a rebalance,
+re-reading the lists, an idle poll, stopping.
+
+When every assigned partition is caught up and no input arrived for ``window.idle_advance_s`` of
+wall time, event time is advanced by the wall time that passed, so the last window steps of a quiet
+stream are still judged and list entries still expire.
 
 The wall clock is read here (the edge), never in the pipeline.
 """
