@@ -8,11 +8,14 @@ import json
 import logging
 import re
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlalchemy.exc import OperationalError
 
 from abuse_stream.config import build_config
-from abuse_stream.pipeline import Pipeline
+from abuse_stream.pipeline import BatchOutput, Pipeline
 from abuse_stream.service import Service
 from tests.helpers import TinyClassifier
 
@@ -234,3 +237,46 @@ def test_the_next_batch_is_judged_while_a_write_is_under_way_and_published_after
         "commit 5",
     ]
     assert source.commits == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+
+
+class _LaggingStore(_StoreUp):
+    """Each write lasts 0.3 s; reading the lists or the positions back is recorded."""
+
+    def __init__(self, stop, events: _Events) -> None:
+        super().__init__(stop)
+        self.events = events
+
+    def write_batch(self, *a) -> None:
+        time.sleep(0.3)
+        super().write_batch(*a)
+        self.events.add("write ends")
+
+    def active_entries(self) -> list:
+        self.events.add("lists read")
+        return []
+
+    def load_positions(self, *a) -> dict:
+        self.events.add("positions read")
+        return {}
+
+
+@pytest.mark.parametrize(
+    ("action", "reads"),
+    [
+        (lambda svc: svc._on_revoke([]), []),
+        (lambda svc: svc._on_assign([]), ["positions read"]),
+        (lambda svc: svc.sync_policy(force=True), ["lists read"]),
+    ],
+    ids=["revocation", "assignment", "re-reading the lists"],
+)
+def test_what_needs_the_store_complete_waits_for_the_write_under_way(action, reads):
+    """A partition handed over, or the lists read back (entries missing there count as removed by
+    hand), must see the last batch written and committed, not the state before it."""
+    cfg = build_config({"kafka": {"bootstrap_servers": "unused:9092"}})
+    stop, events = threading.Event(), _Events()
+    source = _RecordingSource([], stop, events)
+    svc = Service(cfg, Pipeline(cfg, TinyClassifier()), source, Sink(), _LaggingStore(stop, events))  # type: ignore[arg-type]
+    with ThreadPoolExecutor(1) as svc._writer:
+        assert svc._deliver(BatchOutput(), _batch(0))  # handed to the writer, not yet written
+        action(svc)
+        assert events.seen == ["write ends", "commit 0", *reads]
