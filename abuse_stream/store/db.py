@@ -8,8 +8,9 @@
 
 Works on Postgres (psycopg 3) and SQLite with the same statements (dialect-specific ``INSERT .. ON
 CONFLICT``). On Postgres a batch's rows go to each table in ONE statement, as one array per column
-(``INSERT .. SELECT FROM unnest(...)``): psycopg's executemany sends one statement per row, which
-was ~0.3 ms per verdict, most of the delivery time of a live batch with thousands of verdicts.
+(``INSERT .. SELECT FROM unnest(...)``), where psycopg's executemany sends one statement per row:
+~15 % less time per 1,000 verdicts. Most of the rest is the server storing each verdict's detector
+list (JSON, ~3 KB).
 Transient failures are retried with exponential backoff; the caller commits Kafka offsets only
 after :meth:`Store.write_batch` returned.
 """
@@ -336,11 +337,12 @@ class Store:
         columns = ("expires_at", "reason", "bot_type", "verdict_id", "source", "updated_at", "removed_at")
         self._insert_rows(conn, ip_list_entries, list(upserts.values()), ["list", "value"], columns)
         if removals and self.bulk:
+            keys = list(removals)
             conn.exec_driver_sql(
                 "UPDATE ip_list_entries AS e SET removed_at = u.at, updated_at = u.at "
                 "FROM unnest(%b::text[], %b::text[], %b::timestamptz[]) AS u(l, v, at) "
                 'WHERE e."list" = u.l AND e.value = u.v AND e.removed_at IS NULL',
-                tuple(map(list, zip(*((lst, v, at) for (lst, v), at in removals.items()), strict=True))),
+                ([lst for lst, _ in keys], [v for _, v in keys], [removals[k] for k in keys]),
             )
         elif removals:
             e = ip_list_entries.c
