@@ -452,7 +452,7 @@ class Service:
             else:
                 w.future.set_result(write())
         self._writing = w
-        if self._writer is None:
+        if self._writer is None or self.store is None:  # nothing to wait for: commit now
             return self._finish_write()
         return True
 
