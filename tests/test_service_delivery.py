@@ -280,3 +280,12 @@ def test_what_needs_the_store_complete_waits_for_the_write_under_way(action, rea
         assert svc._deliver(BatchOutput(), _batch(0))  # handed to the writer, not yet written
         action(svc)
         assert events.seen == ["write ends", "commit 0", *reads]
+
+
+def test_without_a_database_a_batch_is_committed_at_once():
+    cfg = build_config({"kafka": {"bootstrap_servers": "unused:9092"}})
+    source = Source([])
+    svc = Service(cfg, Pipeline(cfg, TinyClassifier()), source, Sink(), None)  # type: ignore[arg-type]
+    with ThreadPoolExecutor(1) as svc._writer:
+        assert svc._deliver(BatchOutput(), _batch(0))
+        assert source.commits == [[0, 1, 2, 3, 4]]  # not left for the next delivery
