@@ -70,6 +70,10 @@ class HSTArrays:
     Same results as ``learn_one`` / ``score_one`` row by row (masses are integers, so the sums are
     exact whatever the order), for rows that carry every feature (ours always do). Nodes are numbered
     breadth first per tree: node ``i`` has children ``2i+1`` and ``2i+2``; the last level are leaves.
+
+    The arrays hold the masses: :meth:`learn` changes them alone, and :meth:`sync` writes them back
+    into river's node objects (25 trees of 511 nodes: ~8 ms, more than the learning itself), which
+    only a snapshot or river's own ``learn_one`` / ``score_one`` needs.
     """
 
     def __init__(self, model: anomaly.HalfSpaceTrees) -> None:
@@ -87,7 +91,10 @@ class HSTArrays:
         col = {f: i for i, f in enumerate(self.features)}
         self.feature = np.array([[col[n.feature] for n in t[:branches]] for t in self.nodes], dtype=np.int64)
         self.threshold = np.array([[n.threshold for n in t[:branches]] for t in self.nodes], dtype=np.float64)
-        self._r_mass: np.ndarray | None = None  # (trees, nodes); changes only when a window rolls over
+        # (trees, nodes), the masses of record while this object lives
+        self.l_mass = np.array([[n.l_mass for n in nodes] for nodes in self.nodes], dtype=np.int64)
+        self.r_mass = np.array([[n.r_mass for n in nodes] for nodes in self.nodes], dtype=np.int64)
+        self.synced = True  # river's node objects hold the same masses
 
     def paths(self, x: np.ndarray) -> np.ndarray:
         """Node index at each depth (0..height) per tree and row: shape (trees, height + 1, rows)."""
@@ -112,9 +119,7 @@ class HSTArrays:
             return np.zeros(x.shape[0], dtype=np.float64)
         size_limit = 0.1 * m.window_size
         paths = self.paths(x)
-        if self._r_mass is None:
-            self._r_mass = np.array([[n.r_mass for n in nodes] for nodes in self.nodes], dtype=np.int64)
-        r_mass = self._r_mass
+        r_mass = self.r_mass
         t = np.arange(len(self.nodes))[:, None]
         total = np.zeros(paths.shape[::2], dtype=np.int64)  # (trees, rows)
         going = np.ones(paths.shape[::2], dtype=bool)
@@ -129,8 +134,7 @@ class HSTArrays:
         m = self.model
         paths = self.paths(x)
         width = len(self.nodes[0])
-        l_mass = np.array([[n.l_mass for n in nodes] for nodes in self.nodes], dtype=np.int64)
-        r_mass = np.array([[n.r_mass for n in nodes] for nodes in self.nodes], dtype=np.int64)
+        l_mass, r_mass = self.l_mass, self.r_mass
         flat = paths + (np.arange(len(self.nodes)) * width)[:, None, None]  # node ids across all trees
         start = 0
         while start < x.shape[0]:
@@ -142,10 +146,17 @@ class HSTArrays:
                 m._first_window = False
                 m.counter = 0
             start = end
-        for nodes, ls, rs in zip(self.nodes, l_mass.tolist(), r_mass.tolist(), strict=True):
+        self.l_mass, self.r_mass = l_mass, r_mass
+        self.synced = False
+
+    def sync(self) -> None:
+        """Write the masses back into river's node objects (before pickling the model, say)."""
+        if self.synced:
+            return
+        for nodes, ls, rs in zip(self.nodes, self.l_mass.tolist(), self.r_mass.tolist(), strict=True):
             for node, lv, rv in zip(nodes, ls, rs, strict=True):
                 node.l_mass, node.r_mass = lv, rv
-        self._r_mass = r_mass
+        self.synced = True
 
 
 _BUILT: dict[tuple[Any, ...], bytes] = {}
@@ -217,12 +228,19 @@ class BehaviorModel:
 
     def score(self, features: pl.DataFrame) -> list[float]:
         if not self.model.trees or features.height == 0:
+            self._sync()
             return [self.model.score_one(x) for x in self.rows(features)]
         a = self._arrays()
         return a.score(self.frame(features).select(a.features).to_numpy().astype(np.float64)).tolist()
 
+    def _sync(self) -> None:
+        arrays: HSTArrays | None = self.__dict__.get("_hst")
+        if arrays is not None and arrays.model is self.model:
+            arrays.sync()
+
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_hst"}  # snapshots hold river's model only
+        self._sync()  # the arrays' masses into river's nodes: snapshots hold river's model only
+        return {k: v for k, v in self.__dict__.items() if k != "_hst"}
 
 
 @dataclass

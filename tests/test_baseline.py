@@ -40,6 +40,7 @@ def test_array_learning_and_scoring_match_river_row_by_row():
         for d in _dicts(x):
             river_model.learn_one(d)
         arrays.learn(x)
+        arrays.sync()
         assert _masses(ours) == _masses(river_model)
         assert (ours.counter, ours._first_window) == (river_model.counter, river_model._first_window)
         probe = _rows(rng, 50)
