@@ -29,7 +29,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +39,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from abuse_stream.config import Config
-from abuse_stream.ingest.kafka import KafkaSource
+from abuse_stream.ingest.kafka import KafkaSource, message_fields, next_offsets
 from abuse_stream.metrics import Metrics
 from abuse_stream.partitions import PartitionedPipeline, PreparedParts
 from abuse_stream.pipeline import BatchOutput, Pipeline
@@ -241,12 +241,7 @@ class Service:
                     last_input = self.clock()
                     ahead = _InFlight(
                         msgs,
-                        prepare.submit(
-                            self.parts.prepare,
-                            [m.value() or b"" for m in msgs],
-                            [m.partition() for m in msgs],
-                            [m.offset() for m in msgs],
-                        ),
+                        prepare.submit(_prepare_batch, self.parts, msgs),
                         self._generation,
                         time.perf_counter(),
                     )
@@ -288,11 +283,11 @@ class Service:
         """Judge a prepared batch, then publish, store and commit it."""
         evicted = self.parts.evicted()
         t0 = time.perf_counter()
-        prepared = batch.prepared.result()
+        prepared, upto = batch.prepared.result()
         t1 = time.perf_counter()
         out = self.parts.process_prepared(prepared)
         phases = {"prepare_wait": t1 - t0, "judge": time.perf_counter() - t1}
-        if not self._deliver(out, batch.msgs, phases):
+        if not self._deliver(out, batch.msgs, phases, upto):
             return
         self.metrics.evictions.inc(max(0, self.parts.evicted() - evicted))
         lags = self.source.partition_lags()
@@ -365,11 +360,16 @@ class Service:
                 delay = min(delay * 2, 15.0)
 
     def _deliver(
-        self, out: BatchOutput, msgs: Sequence[Message], phases: dict[str, float] | None = None
+        self,
+        out: BatchOutput,
+        msgs: Sequence[Message],
+        phases: dict[str, float] | None = None,
+        upto: Mapping[int, int] | None = None,
     ) -> bool:
         """Publish, store, then commit. Returns False (nothing committed) if asked to stop during an
         outage; no later batch may be delivered then, or its commit would pass this one's offsets.
-        ``phases``: seconds the batch took before (logged with the delivery's own).
+        ``phases``: seconds the batch took before (logged with the delivery's own); ``upto``: the
+        messages' :func:`next_offsets` (worked out on the worker thread; else here).
 
         In :meth:`run` the database write goes to the writer thread and the batch is committed by the
         next delivery (or whatever must see the store complete first: :meth:`_finish_write`), which
@@ -403,14 +403,14 @@ class Service:
         if not self._until_done(publish, "publish to Kafka", self.metrics.producer_errors, _KAFKA_OUTAGE):
             return False
         phases = {**(phases or {}), "store_wait": t0 - t_wait, "publish": time.perf_counter() - t0}
-        w = _Write(out, msgs, phases, {}, {})
+        if upto is None:
+            upto = next_offsets(*message_fields(msgs)[1:])
+        w = _Write(out, msgs, upto, phases, {}, {})
         if self.store is None:
             w.future.set_result(True)
         else:
-            for m in msgs:
-                self._next_offset[m.partition()] = max(
-                    self._next_offset.get(m.partition(), 0), m.offset() + 1
-                )
+            for part, nxt in upto.items():
+                self._next_offset[part] = max(self._next_offset.get(part, 0), nxt)
             needed = self.parts.replay_from()
             positions = PositionUpdate(
                 self.cfg.kafka.group_id,
@@ -477,7 +477,7 @@ class Service:
         self.stats.accepted += out.accepted
         for v in out.verdicts:
             self.metrics.verdicts.labels(v["bot_type"], v["action"]).inc()
-        self.source.commit(msgs)
+        self.source.commit(msgs, w.upto)
         phases = {**w.phases, "commit_wait": t2 - t_wait, "commit": time.perf_counter() - t2}
         self.stats.batches += 1
         self.stats.messages += len(msgs)
@@ -505,6 +505,7 @@ class _Write:
 
     out: BatchOutput
     msgs: Sequence[Message]
+    upto: Mapping[int, int]  # partition -> the offset to commit (after its last message in ``msgs``)
     phases: dict[str, float]  # seconds per phase, for the batch's log line
     epochs: dict[int, int]  # partition -> epochs learnt, stored with this write
     books: dict[int, tuple[int, ...]]  # partition -> verdict book version, stored with this write
@@ -516,6 +517,15 @@ class _InFlight:
     """A polled batch whose parsing and enrichment runs on the worker thread."""
 
     msgs: list[Message]
-    prepared: Future[PreparedParts]
+    prepared: Future[tuple[PreparedParts, dict[int, int]]]  # and the messages' next offsets
     generation: int  # the assignment it was polled under
     started: float
+
+
+def _prepare_batch(
+    parts: PartitionedPipeline, msgs: Sequence[Message]
+) -> tuple[PreparedParts, dict[int, int]]:
+    """On the worker thread: the messages' fields read in one pass, the batch parsed, enriched and
+    split per partition, and the offsets its commit will store."""
+    values, partitions, offsets = message_fields(msgs)
+    return parts.prepare(values, partitions, offsets), next_offsets(partitions, offsets)

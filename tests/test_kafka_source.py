@@ -5,8 +5,10 @@ batch is never held back to fill up."""
 
 from __future__ import annotations
 
+from confluent_kafka import Message
+
 from abuse_stream.config import KafkaConfig
-from abuse_stream.ingest.kafka import KafkaSource
+from abuse_stream.ingest.kafka import KafkaSource, message_fields, next_offsets
 
 
 class _Msg:
@@ -70,3 +72,36 @@ def test_with_a_batch_in_flight_an_empty_queue_does_not_wait():
     assert KafkaSource(CFG, consumer=consumer).poll_batch(0.0) == []
     assert consumer.calls == [(500, 0)]
     assert consumer.now == 0.0
+
+
+class _Committing(_Consumer):
+    def __init__(self) -> None:
+        super().__init__([])
+        self.committed: list[list[tuple[str, int, int]]] = []
+
+    def commit(self, offsets, asynchronous: bool) -> None:
+        assert asynchronous is False
+        self.committed.append(sorted((tp.topic, tp.partition, tp.offset) for tp in offsets))
+
+
+def test_message_fields_and_next_offsets():
+    msgs = [
+        Message(topic="logs", partition=p, offset=o, value=v)
+        for p, o, v in [(2, 40, b"a"), (0, 7, None), (2, 41, b"c"), (1, 3, b"d"), (0, 5, b"e")]
+    ]
+    values, partitions, offsets = message_fields(msgs)
+    assert values == [b"a", b"", b"c", b"d", b"e"]  # a null value is an empty line (rejected as blank)
+    assert (partitions, offsets) == ([2, 0, 2, 1, 0], [40, 7, 41, 3, 5])
+    # the highest offset of each partition, whatever the order the messages came in, plus one
+    assert next_offsets(partitions, offsets) == {0: 8, 1: 4, 2: 42}
+    assert next_offsets([], []) == {}
+
+
+def test_a_commit_with_the_offsets_worked_out_stores_what_walking_the_messages_stores():
+    msgs = [Message(topic=CFG.input_topic, partition=p, offset=o) for p, o in [(1, 9), (0, 4), (1, 10)]]
+    consumer = _Committing()
+    source = KafkaSource(CFG, consumer=consumer)
+    source.commit(msgs)
+    source.commit(msgs, next_offsets(*message_fields(msgs)[1:]))
+    source.commit([], {0: 99})  # nothing consumed: nothing committed
+    assert consumer.committed == [[(CFG.input_topic, 0, 5), (CFG.input_topic, 1, 11)]] * 2
