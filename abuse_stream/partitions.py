@@ -76,7 +76,8 @@ class PartitionedPipeline:
     def prepare(
         self, lines: Sequence[bytes], sources: Sequence[int], offsets: Sequence[int]
     ) -> PreparedParts:
-        """Parse and enrich the whole batch once, then aggregate each partition's records apart.
+        """Parse and enrich the whole batch once, then aggregate each partition's records apart (in
+        one pass grouped by partition too, which costs less than one per partition).
 
         Reads and changes no partition state, so the service runs it a batch ahead on a worker thread.
         """
@@ -86,13 +87,15 @@ class PartitionedPipeline:
             w = self.cfg.window
             values, counts = np.unique(np.asarray(sources, dtype=np.int64), return_counts=True)
             per_part = dict(zip(values.tolist(), counts.tolist(), strict=True))
+            aggregated = aggregate_records(whole.enriched, w.step_s, w.max_paths_per_bucket, by=("_src",))
+            aggregates = aggregated.partition_by("_src", as_dict=True, include_key=False)
             for (part,), frame in whole.enriched.partition_by("_src", as_dict=True).items():
                 parts[int(part)] = PreparedBatch(  # type: ignore[arg-type]
                     lines,  # late records name their line in the whole batch
                     [],
                     frame.height,
                     frame,
-                    aggregate_records(frame, w.step_s, w.max_paths_per_bucket),
+                    aggregates[(part,)],
                     line_count=per_part[int(part)],  # type: ignore[arg-type]
                 )
         return PreparedParts(lines, whole.rejected, parts)

@@ -167,25 +167,31 @@ def _smallest(values: pl.Expr, cap: int) -> pl.Expr:
     return values.unique().sort().head(cap)
 
 
-def aggregate_records(records: pl.DataFrame, step_s: float, max_paths: int) -> pl.DataFrame:
-    """Aggregate enriched records into one open-bucket row per (key, bucket) (:data:`OPEN_SCHEMA`)."""
+def aggregate_records(
+    records: pl.DataFrame, step_s: float, max_paths: int, by: tuple[str, ...] = ()
+) -> pl.DataFrame:
+    """Aggregate enriched records into one open-bucket row per (key, bucket) (:data:`OPEN_SCHEMA`).
+
+    ``by``: columns of ``records`` to aggregate apart as well (and keep, first): one pass that gives
+    what aggregating each of their groups alone gives (the partitions of a Kafka batch)."""
     if records.height == 0:
-        return pl.DataFrame(schema=OPEN_SCHEMA)
+        return pl.DataFrame(schema={**{c: records.schema[c] for c in by}, **OPEN_SCHEMA})
     df = records.with_columns(
         bucket=(pl.col("ts") / step_s).floor().cast(pl.Int64),
         _ms=(pl.col("ts") * 1000.0).round().cast(pl.Int64),
         **{c: e.cast(pl.Int64) for c, e in COUNTERS.items()},
         **MINIMA,
     )
+    keys = [*by, "key", "bucket"]
     top = (
-        df.group_by("key", "bucket", pl.col("template").alias("endpoint"))
+        df.group_by(*keys, pl.col("template").alias("endpoint"))
         .agg(pl.len().cast(pl.Int64).alias("n"))
-        .group_by("key", "bucket")
+        .group_by(keys)
         .agg(pl.struct("endpoint", "n").alias("top_endpoints"))
     )
     out = (
         df.with_columns(first_ts="ts", last_ts="ts")
-        .group_by("key", "bucket")
+        .group_by(keys)
         .agg(
             *_sums(),
             *_latest("ts", "ts", "ts", "ts"),
@@ -195,9 +201,9 @@ def aggregate_records(records: pl.DataFrame, step_s: float, max_paths: int) -> p
                 for name, (src, cap) in SETS.items()
             ],
         )
-        .join(top, on=["key", "bucket"], how="left")
+        .join(top, on=keys, how="left")
     )
-    return out.select([pl.col(c).cast(t) for c, t in OPEN_SCHEMA.items()])
+    return out.select(*by, *[pl.col(c).cast(t) for c, t in OPEN_SCHEMA.items()])
 
 
 def merge_buckets(frames: list[pl.DataFrame], max_paths: int) -> pl.DataFrame:

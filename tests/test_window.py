@@ -338,3 +338,26 @@ def test_merging_parts_equals_aggregating_at_once_also_for_rows_in_one_part_only
             for a, b in zip([0, *cut], [*cut, recs.height], strict=True)
         ]
         assert close_buckets(merge_buckets(parts, 4)).sort("bucket", "key").equals(whole)
+
+
+def test_aggregating_by_partition_in_one_pass_equals_aggregating_each_partition_alone():
+    """What PartitionedPipeline.prepare relies on: ``by=("_src",)`` gives each source's aggregate,
+    including a client whose records came through two sources (each source keeps its own row)."""
+    from abuse_stream.window import OPEN_SCHEMA, aggregate_records
+
+    recs = enriched(_tangled_records())
+    rng = random.Random(5)
+    recs = recs.with_columns(_src=pl.Series([rng.randrange(3) for _ in range(recs.height)], dtype=pl.Int64))
+    together = aggregate_records(recs, 10.0, 4, by=("_src",))
+    assert together.columns == ["_src", *OPEN_SCHEMA]
+    split = together.partition_by("_src", as_dict=True, include_key=False)
+    assert sorted(split) == [(0,), (1,), (2,)]
+    for (src,), alone in recs.partition_by("_src", as_dict=True).items():
+        want = aggregate_records(alone, 10.0, 4).sort("key", "bucket")
+        got = split[(src,)].sort("key", "bucket")
+        # list columns are compared as sets where the aggregation gives no order (top endpoints)
+        assert got.drop("top_endpoints").equals(want.drop("top_endpoints"))
+        assert [sorted(x, key=str) for x in got["top_endpoints"].to_list()] == [
+            sorted(x, key=str) for x in want["top_endpoints"].to_list()
+        ]
+    assert aggregate_records(recs.clear(), 10.0, 4, by=("_src",)).columns == ["_src", *OPEN_SCHEMA]
