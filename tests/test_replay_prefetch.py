@@ -58,3 +58,39 @@ def test_stopping_early_stops_the_worker(tmp_path: Path) -> None:
     next(it)
     it.close()  # what a consumer that raises does
     assert threading.active_count() == before
+
+
+def test_batches_hold_batch_lines_lines_however_long_the_lines(tmp_path: Path, monkeypatch) -> None:
+    """Lines are read a few MB at a time; a batch is still ``batch_lines`` lines (the pipeline pays
+    its per-batch costs per batch: 360-byte JSON lines once made 33k-line batches of 100k asked)."""
+    import abuse_stream.ingest.files as files
+
+    monkeypatch.setattr(files, "READ_BYTES", 50_000)  # ~50 lines of ~1 KB per read: many reads a batch
+    long_lines = [line.rstrip(b"\n") + b" " * 900 + b"\n" for line in _lines(2_345)]
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl.gz"
+    a.write_bytes(b"".join(long_lines))
+    b.write_bytes(gzip.compress(b"".join(_lines(250))))
+    got = list(read_batches([str(a), str(b)], 700))
+    assert [(x.file, x.first_line, len(x.lines)) for x in got] == [
+        (str(a), 1, 700),
+        (str(a), 701, 700),
+        (str(a), 1401, 700),
+        (str(a), 2101, 245),
+        (str(b), 1, 250),
+    ]
+    assert [line for x in got[:4] for line in x.lines] == long_lines
+
+
+def test_lines_read_before_a_damaged_part_come_before_the_error(tmp_path: Path, monkeypatch) -> None:
+    import abuse_stream.ingest.files as files
+
+    monkeypatch.setattr(files, "READ_BYTES", 2_000)
+    bad = tmp_path / "b.jsonl.gz"
+    blob = gzip.compress(b"".join(_lines(3_000)))
+    bad.write_bytes(blob[: len(blob) // 2])
+    got: list[int] = []
+    with pytest.raises(InputError, match=r"unreadable after line (\d+)") as err:
+        for batch in read_batches([str(bad)], 100_000):
+            got.append(len(batch.lines))
+    assert len(got) == 1 and got[0] > 100  # read before the damage, handed over, then the error
+    assert f"after line {got[0]}:" in str(err.value)

@@ -51,25 +51,36 @@ def total_size(paths: Sequence[str]) -> int | None:
     return sum(Path(p).stat().st_size for p in paths if Path(p).is_file())
 
 
+#: bytes asked of one ``readlines`` call: a bound on what is read ahead of a batch, whatever its lines
+READ_BYTES = 8 << 20
+
+
 def read_batches(paths: Sequence[str], batch_lines: int = 100_000) -> Iterator[FileBatch]:
-    """Yield batches of at most ``batch_lines`` raw lines per file, in order."""
+    """Yield batches of ``batch_lines`` raw lines per file (the last one of a file: what is left), in
+    order. Lines are read a few MB at a time, so a batch holds as many lines however long they are
+    (the per-batch costs of the pipeline are paid per ``batch_lines``, not per few MB)."""
     done_bytes = 0
     for path in paths:
         reader, raw = _open(path)
         line_no = 1
+        pending: list[bytes] = []
         try:
             while True:
                 try:
-                    lines = reader.readlines(batch_lines * 120)
+                    lines = reader.readlines(READ_BYTES)
                 except (OSError, EOFError, zlib.error) as e:
+                    if pending:  # what was read before the damage is processed first
+                        yield FileBatch(path, line_no, pending, done_bytes)
+                        line_no += len(pending)
                     raise InputError(f"{path}: unreadable after line {line_no - 1}: {e}") from None
-                if not lines:
-                    break
-                while lines:
-                    chunk, lines = lines[:batch_lines], lines[batch_lines:]
+                pending += lines
+                while len(pending) >= batch_lines or (pending and not lines):
+                    chunk, pending = pending[:batch_lines], pending[batch_lines:]
                     pos = raw.tell() if raw.seekable() else 0
                     yield FileBatch(path, line_no, chunk, done_bytes + pos)
                     line_no += len(chunk)
+                if not lines:
+                    break
         finally:
             if raw is not sys.stdin.buffer:
                 if raw.seekable():
