@@ -38,6 +38,7 @@ ip, session, host, method, status, bytes, latency_ms, ua, ua_class, path_hash, u
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -688,8 +689,15 @@ def campaigns(frames: list[pl.DataFrame], buckets: list[int], buckets_per_window
     logins = pl.concat(frames).select(cols).filter(pl.col("n_login") > 0)
     if logins.height == 0:
         return pl.DataFrame(schema=schema)
+    # each login row counts at the judged steps whose window holds it: only those in [lo, hi] are
+    # spread (not all buckets_per_window steps, most of them not judged now: a catch-up batch's
+    # memory peak)
+    lo, hi = min(buckets), max(buckets)
+    first = pl.max_horizontal(pl.col("bucket"), pl.lit(lo))
+    last = pl.min_horizontal(pl.col("bucket") + buckets_per_window - 1, pl.lit(hi))
     per = (
-        logins.with_columns(judged=pl.int_ranges("bucket", pl.col("bucket") + buckets_per_window))
+        logins.filter(first <= last)
+        .with_columns(judged=pl.int_ranges(first, last + 1))
         .explode("judged")
         .filter(pl.col("judged").is_in(buckets))
         .group_by("judged", "host", "key")
@@ -734,7 +742,50 @@ def window_aggregate(
     win = buckets.sort("key", "bucket").with_columns(  # the gap before each bucket, in ms
         joint=pl.when(same_key).then(ms[0] - ms[1].shift(1)).clip(lower_bound=0)
     )
-    # the judged steps whose window holds the row: step in [bucket, bucket + length) and [lo, hi]
+    # the judged steps whose window holds the row: step in [bucket, bucket + length) and [lo, hi].
+    # Each row is spread to those steps; so that a batch closing many steps of many clients at once
+    # (catching up) does not spread them all at once, the steps are taken in ranges of at most
+    # MAX_SPREAD_ROWS spread rows (one range, the usual case, gives the same rows in the same order)
+    spans = [(lo, hi)]
+    est = win.select(_spread_len(lo, hi, buckets_per_window).sum()).item()
+    if est > MAX_SPREAD_ROWS and hi > lo:
+        k = min(hi - lo + 1, math.ceil(est / MAX_SPREAD_ROWS))
+        cuts = [lo + round(i * (hi - lo + 1) / k) for i in range(k + 1)]
+        spans = [(a, b - 1) for a, b in itertools.pairwise(cuts)]
+    outs = [
+        _spread_aggregate(win, steps.filter(pl.col("bucket").is_between(a, b)), a, b, buckets_per_window)
+        for a, b in spans
+    ]
+    out = outs[0] if len(outs) == 1 else pl.concat(outs, how="vertical").sort("key", "_step")
+    out = out.rename({"_step": "bucket"}).with_columns(
+        # multiplied, not divided: polars divides by a scalar as a multiplication by its inverse,
+        # except in a frame of one row, so one client alone would come out a bit different
+        lat_sum=pl.col("lat_sum") * 0.001,  # ms
+        gap_sum=pl.col("gap_sum") * 0.001,  # s
+        gap_sq=pl.col("gap_sq") * 0.000_001,  # s^2
+        recent_counts=pl.concat_list([pl.col(f"_r{i}") for i in reversed(range(RECENT_STEPS))]),
+        window_start=(pl.col("bucket") - buckets_per_window + 1).cast(pl.Float64) * step_s,
+        window_end=(pl.col("bucket") + 1).cast(pl.Float64) * step_s,
+        campaign_failers=pl.lit(0, pl.Int64),
+    )
+    return out.select([pl.col(c).cast(t) for c, t in CLOSED_SCHEMA.items()])
+
+
+#: the most rows :func:`window_aggregate` spreads at once (bucket rows x judged steps they count in)
+MAX_SPREAD_ROWS = 500_000
+
+
+def _spread_len(lo: int, hi: int, buckets_per_window: int) -> pl.Expr:
+    """How many judged steps in [lo, hi] a bucket row's window counts in (0 if none)."""
+    first = pl.max_horizontal(pl.col("bucket"), pl.lit(lo))
+    last = pl.min_horizontal(pl.col("bucket") + buckets_per_window - 1, pl.lit(hi))
+    return (last - first + 1).clip(lower_bound=0)
+
+
+def _spread_aggregate(
+    win: pl.DataFrame, steps: pl.DataFrame, lo: int, hi: int, buckets_per_window: int
+) -> pl.DataFrame:
+    """:func:`window_aggregate`'s grouping for the judged ``steps`` in [lo, hi] (key, _step, sums...)."""
     first = pl.max_horizontal(pl.col("bucket"), pl.lit(lo))
     last = pl.min_horizontal(pl.col("bucket") + buckets_per_window - 1, pl.lit(hi))
     spread = (
@@ -751,7 +802,7 @@ def window_aggregate(
     )
     # rows keep (key, bucket) order within each (key, step): the window's buckets oldest first
     inner = pl.col("joint").slice(1)  # the first row's gap points to a bucket outside the window
-    out = spread.group_by("key", "_step", maintain_order=True).agg(
+    return spread.group_by("key", "_step", maintain_order=True).agg(
         pl.col("ip").last(),
         pl.col("session").drop_nulls().last(),
         pl.col("host").drop_nulls().last(),
@@ -764,18 +815,6 @@ def window_aggregate(
         pl.len().alias("active_steps"),
         *[pl.col("n").filter(pl.col("_back") == i).sum().alias(f"_r{i}") for i in range(RECENT_STEPS)],
     )
-    out = out.rename({"_step": "bucket"}).with_columns(
-        # multiplied, not divided: polars divides by a scalar as a multiplication by its inverse,
-        # except in a frame of one row, so one client alone would come out a bit different
-        lat_sum=pl.col("lat_sum") * 0.001,  # ms
-        gap_sum=pl.col("gap_sum") * 0.001,  # s
-        gap_sq=pl.col("gap_sq") * 0.000_001,  # s^2
-        recent_counts=pl.concat_list([pl.col(f"_r{i}") for i in reversed(range(RECENT_STEPS))]),
-        window_start=(pl.col("bucket") - buckets_per_window + 1).cast(pl.Float64) * step_s,
-        window_end=(pl.col("bucket") + 1).cast(pl.Float64) * step_s,
-        campaign_failers=pl.lit(0, pl.Int64),
-    )
-    return out.select([pl.col(c).cast(t) for c, t in CLOSED_SCHEMA.items()])
 
 
 CLOSED_SCHEMA: dict[str, pl.DataType] = {

@@ -361,3 +361,29 @@ def test_aggregating_by_partition_in_one_pass_equals_aggregating_each_partition_
             sorted(x, key=str) for x in want["top_endpoints"].to_list()
         ]
     assert aggregate_records(recs.clear(), 10.0, 4, by=("_src",)).columns == ["_src", *OPEN_SCHEMA]
+
+
+def test_window_aggregate_in_step_ranges_equals_one_pass(monkeypatch):
+    """Many steps of many clients closing at once are spread in ranges of steps (bounded memory):
+    the same rows, in the same order, as spreading them all at once."""
+    import abuse_stream.window as window
+    from abuse_stream.window import aggregate_records, close_buckets, merge_buckets, window_aggregate
+
+    recs = enriched(_tangled_records())
+    closed = close_buckets(merge_buckets([aggregate_records(recs, 10.0, 4)], 4))
+    assert closed["bucket"].n_unique() >= 4
+    whole = window_aggregate(closed, 6, 10.0)
+    calls = []
+    spread = window._spread_aggregate
+    monkeypatch.setattr(window, "_spread_aggregate", lambda *a: calls.append(a[2:4]) or spread(*a))
+    monkeypatch.setattr(window, "MAX_SPREAD_ROWS", 5)
+    chunked = window_aggregate(closed, 6, 10.0)
+    lo, hi = closed["bucket"].min(), closed["bucket"].max()
+    assert len(calls) == hi - lo + 1  # one step per range: the most ranges there can be
+    assert [a for a, _ in calls] == list(range(lo, hi + 1))
+    assert chunked.equals(whole)
+    some = closed.filter(pl.col("bucket") != lo + 1).select("key", "bucket")  # not every step judged
+    monkeypatch.setattr(window, "MAX_SPREAD_ROWS", 10**9)
+    want = window_aggregate(closed, 6, 10.0, some)
+    monkeypatch.setattr(window, "MAX_SPREAD_ROWS", 5)
+    assert window_aggregate(closed, 6, 10.0, some).equals(want)
