@@ -692,9 +692,7 @@ def campaigns(frames: list[pl.DataFrame], buckets: list[int], buckets_per_window
     # each login row counts at the judged steps whose window holds it: only those in [lo, hi] are
     # spread (not all buckets_per_window steps, most of them not judged now: a catch-up batch's
     # memory peak)
-    lo, hi = min(buckets), max(buckets)
-    first = pl.max_horizontal(pl.col("bucket"), pl.lit(lo))
-    last = pl.min_horizontal(pl.col("bucket") + buckets_per_window - 1, pl.lit(hi))
+    first, last = _judged_steps(min(buckets), max(buckets), buckets_per_window)
     per = (
         logins.filter(first <= last)
         .with_columns(judged=pl.int_ranges(first, last + 1))
@@ -747,13 +745,20 @@ def window_aggregate(
     # (catching up) does not spread them all at once, the steps are taken in ranges of at most
     # MAX_SPREAD_ROWS spread rows (one range, the usual case, gives the same rows in the same order)
     spans = [(lo, hi)]
-    est = win.select(_spread_len(lo, hi, buckets_per_window).sum()).item()
+    first, last = _judged_steps(lo, hi, buckets_per_window)
+    est = win.select((last - first + 1).clip(lower_bound=0).sum()).item()
     if est > MAX_SPREAD_ROWS and hi > lo:
         k = min(hi - lo + 1, math.ceil(est / MAX_SPREAD_ROWS))
         cuts = [lo + round(i * (hi - lo + 1) / k) for i in range(k + 1)]
         spans = [(a, b - 1) for a, b in itertools.pairwise(cuts)]
     outs = [
-        _spread_aggregate(win, steps.filter(pl.col("bucket").is_between(a, b)), a, b, buckets_per_window)
+        _spread_aggregate(
+            win,
+            steps if len(spans) == 1 else steps.filter(pl.col("bucket").is_between(a, b)),
+            a,
+            b,
+            buckets_per_window,
+        )
         for a, b in spans
     ]
     out = outs[0] if len(outs) == 1 else pl.concat(outs, how="vertical").sort("key", "_step")
@@ -775,19 +780,19 @@ def window_aggregate(
 MAX_SPREAD_ROWS = 500_000
 
 
-def _spread_len(lo: int, hi: int, buckets_per_window: int) -> pl.Expr:
-    """How many judged steps in [lo, hi] a bucket row's window counts in (0 if none)."""
+def _judged_steps(lo: int, hi: int, buckets_per_window: int) -> tuple[pl.Expr, pl.Expr]:
+    """The first and last step in [lo, hi] whose window holds a bucket row: ``bucket`` up to
+    ``bucket + buckets_per_window - 1`` (first > last: none)."""
     first = pl.max_horizontal(pl.col("bucket"), pl.lit(lo))
     last = pl.min_horizontal(pl.col("bucket") + buckets_per_window - 1, pl.lit(hi))
-    return (last - first + 1).clip(lower_bound=0)
+    return first, last
 
 
 def _spread_aggregate(
     win: pl.DataFrame, steps: pl.DataFrame, lo: int, hi: int, buckets_per_window: int
 ) -> pl.DataFrame:
     """:func:`window_aggregate`'s grouping for the judged ``steps`` in [lo, hi] (key, _step, sums...)."""
-    first = pl.max_horizontal(pl.col("bucket"), pl.lit(lo))
-    last = pl.min_horizontal(pl.col("bucket") + buckets_per_window - 1, pl.lit(hi))
+    first, last = _judged_steps(lo, hi, buckets_per_window)
     spread = (
         win.filter(first <= last)
         .with_columns(_step=pl.int_ranges(first, last + 1))

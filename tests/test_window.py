@@ -387,3 +387,55 @@ def test_window_aggregate_in_step_ranges_equals_one_pass(monkeypatch):
     want = window_aggregate(closed, 6, 10.0, some)
     monkeypatch.setattr(window, "MAX_SPREAD_ROWS", 5)
     assert window_aggregate(closed, 6, 10.0, some).equals(want)
+
+
+def test_campaigns_count_a_client_at_every_judged_step_whose_window_holds_its_failures():
+    """Each step's count, by hand: the clients whose logins over the window ending at that step (the
+    ``buckets_per_window`` buckets up to it) are at least 80 % failed and 80 % of their requests. A
+    failing bucket still counts at the last step its window holds, and at no step after it."""
+    from abuse_stream.window import campaigns
+
+    rng = random.Random(11)
+    bpw, buckets = 4, list(range(100, 112))
+    rows = [
+        {
+            "key": f"10.0.0.{k}",
+            "bucket": b,
+            "host": rng.choice(["a", "b"]),
+            "n": n,
+            "n_login": n,
+            "n_auth_fail": f,
+        }
+        for k in range(12)
+        for b in buckets
+        if rng.random() < 0.3
+        for n in [rng.randrange(1, 4)]
+        for f in [rng.choice([0, n, n])]
+    ]
+    frames = [
+        pl.DataFrame([r for r in rows if r["bucket"] == b])
+        for b in buckets
+        if any(r["bucket"] == b for r in rows)
+    ]
+    judged = buckets[5:9]  # a few steps, as one close_ready judges them
+
+    def by_hand(step: int) -> dict[str, int]:
+        per: dict[tuple[str, str], list[int]] = {}
+        for r in rows:
+            if step - bpw < r["bucket"] <= step:
+                t = per.setdefault((r["host"], r["key"]), [0, 0, 0])
+                t[0], t[1], t[2] = t[0] + r["n"], t[1] + r["n_login"], t[2] + r["n_auth_fail"]
+        out: dict[str, int] = {}
+        for (host, _), (n, logins, fails) in per.items():
+            if fails >= 1 and fails >= 0.8 * logins and logins >= 0.8 * n:
+                out[host] = out.get(host, 0) + 1
+        return out
+
+    got = campaigns(frames, judged, bpw)
+    assert sum(len(by_hand(step)) for step in judged) >= 3  # not a vacuous comparison
+    for step in judged:
+        mine = got.filter(pl.col("bucket") == step)
+        assert dict(zip(mine["host"].to_list(), mine["campaign_failers"].to_list(), strict=True)) == by_hand(
+            step
+        )
+    assert set(got["bucket"].to_list()) <= set(judged)
