@@ -227,8 +227,7 @@ class BehaviorModel:
         self.n += features.height
 
     def score(self, features: pl.DataFrame) -> list[float]:
-        if not self.model.trees or features.height == 0:
-            self._sync()
+        if not self.model.trees or features.height == 0:  # (no arrays yet, or no row to score)
             return [self.model.score_one(x) for x in self.rows(features)]
         a = self._arrays()
         return a.score(self.frame(features).select(a.features).to_numpy().astype(np.float64)).tolist()

@@ -97,11 +97,10 @@ def test_message_fields_and_next_offsets():
     assert next_offsets([], []) == {}
 
 
-def test_a_commit_with_the_offsets_worked_out_stores_what_walking_the_messages_stores():
+def test_a_commit_stores_the_offset_after_each_partitions_last_message():
     msgs = [Message(topic=CFG.input_topic, partition=p, offset=o) for p, o in [(1, 9), (0, 4), (1, 10)]]
     consumer = _Committing()
     source = KafkaSource(CFG, consumer=consumer)
-    source.commit(msgs)
     source.commit(msgs, next_offsets(*message_fields(msgs)[1:]))
     source.commit([], {0: 99})  # nothing consumed: nothing committed
-    assert consumer.committed == [[(CFG.input_topic, 0, 5), (CFG.input_topic, 1, 11)]] * 2
+    assert consumer.committed == [[(CFG.input_topic, 0, 5), (CFG.input_topic, 1, 11)]]

@@ -59,7 +59,7 @@ class Source:
     def partition_lags(self) -> dict[int, int]:
         return {0: 1_000_000}
 
-    def commit(self, msgs, upto=None) -> None:
+    def commit(self, msgs, upto) -> None:
         # the offsets the service worked out on its worker thread are those of the messages
         parts = {m.partition() for m in msgs}
         assert upto == {p: max(m.offset() for m in msgs if m.partition() == p) + 1 for p in parts}
@@ -176,7 +176,7 @@ class _RecordingSource(_DrainingSource):
         super().__init__(batches, stop)
         self.events = events
 
-    def commit(self, msgs, upto=None) -> None:
+    def commit(self, msgs, upto) -> None:
         super().commit(msgs, upto)
         if msgs:
             self.events.add(f"commit {msgs[0].offset()}")

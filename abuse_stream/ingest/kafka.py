@@ -145,21 +145,13 @@ class KafkaSource:
                 log.warning("consumer error: %s", err)
         return good
 
-    def commit(self, msgs: Sequence[Message], upto: Mapping[int, int] | None = None) -> None:
-        """Synchronously commit the offsets after the given messages (per partition: last + 1).
-
-        ``upto``: those offsets per partition of the input topic, when the caller has them already
-        (:func:`next_offsets`), so that the messages are not walked again."""
+    def commit(self, msgs: Sequence[Message], upto: Mapping[int, int]) -> None:
+        """Synchronously commit a batch: ``upto`` holds, per partition of the input topic, the offset
+        after the last of its ``msgs`` (:func:`next_offsets`, worked out when the batch was read,
+        so that the messages are not walked again here). Nothing is committed for no messages."""
         if not msgs:
             return
-        if upto is not None:
-            offsets = [TopicPartition(self.cfg.input_topic, p, o) for p, o in upto.items()]
-        else:
-            top: dict[tuple[str, int], int] = {}
-            for m in msgs:
-                k = (m.topic(), m.partition())
-                top[k] = max(top.get(k, -1), m.offset())
-            offsets = [TopicPartition(t, p, o + 1) for (t, p), o in top.items()]
+        offsets = [TopicPartition(self.cfg.input_topic, p, o) for p, o in upto.items()]
         self.consumer.commit(offsets=offsets, asynchronous=False)
 
     def lag(self) -> int | None:
