@@ -9,7 +9,8 @@ Sections (``--only`` / ``--skip``):
 
 * ``replay``  — `replay` throughput (parse -> windows -> features -> every detector -> verdicts) on
   generated traffic (scenario ``default``, cached in bench/out/) as JSON lines and as the same traffic
-  in nginx combined format, against the floor: ``polars.read_ndjson`` of the same JSON file.
+  in nginx combined format, against the floor: ``polars.read_ndjson`` of the same JSON file. Each
+  row is the best of 3 runs (each run's time in its notes).
 * ``kafka``   — the same JSON lines produced to an embedded Tansu topic (4 partitions, keyed by client
   IP), then `abuse-stream run` as a subprocess (Postgres database, metrics endpoint) from process
   start until its consumed-records metric reaches N.
@@ -92,7 +93,8 @@ class Results:
 # -- sections -----------------------------------------------------------------------------------------
 
 
-REPLAY_RUNS = 3
+#: replay rows and the floor are each the best of this many runs (shared cores: load varies by the second)
+BEST_OF = 3
 
 
 def bench_replay(res: Results, js: Path, comb: Path, n: int) -> None:
@@ -105,9 +107,10 @@ def bench_replay(res: Results, js: Path, comb: Path, n: int) -> None:
     from abuse_stream.replay import replay
 
     data = js.read_bytes()
-    floor = min(timed(lambda: pl.read_ndjson(io.BytesIO(data))) for _ in range(3))  # a floor: best of 3
+    floor = min(timed(lambda: pl.read_ndjson(io.BytesIO(data))) for _ in range(BEST_OF))
     res.floor_rate = n / floor
-    res.add(Row("replay", "polars.read_ndjson (the floor: parse only, best of 3)", n, None, floor, n / floor))
+    what = f"polars.read_ndjson (the floor: parse only, best of {BEST_OF})"
+    res.add(Row("replay", what, n, None, floor, n / floor))
     lines = data.splitlines()
     parser = build_parser("json")
     secs = timed(lambda: [parser.parse(lines[i : i + 100_000]) for i in range(0, n, 100_000)])
@@ -115,7 +118,7 @@ def bench_replay(res: Results, js: Path, comb: Path, n: int) -> None:
     data = lines = b""  # type: ignore[assignment]  # free them before the pipeline runs
     for name, path, fmt in (("replay, JSON", js, "json"), ("replay, combined", comb, "combined")):
         runs = []
-        for _ in range(REPLAY_RUNS):  # best of 3, as the floor: the shared cores' load varies by the second
+        for _ in range(BEST_OF):
             p = build_pipeline(build_config({"input": {"format": fmt}}))  # what `replay` runs: every detector
             tune_gc()  # as the CLI does once the pipeline is built
             runs.append(replay(p, [str(path)], None, None, None))
@@ -124,7 +127,7 @@ def bench_replay(res: Results, js: Path, comb: Path, n: int) -> None:
         res.add(
             Row(
                 "replay",
-                f"pipeline {name} (best of {REPLAY_RUNS})",
+                f"pipeline {name} (best of {BEST_OF})",
                 n,
                 None,
                 s.seconds,
