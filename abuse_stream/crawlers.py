@@ -79,20 +79,24 @@ class CrawlerVerifier:
         return ranges.owner(ip) is not None
 
     def classify(self, records: pl.DataFrame) -> pl.DataFrame:
-        """Add ``crawler_claim`` (bool) and ``crawler_verified`` (bool, null without a claim)."""
-        uas = records.select(pl.col("ua").unique().drop_nulls())["ua"].to_list()
-        claimed = [u for u in uas if self.claim(u) is not None]
+        """Add ``crawler_verified`` (bool, null without a claim) and ``crawler_claim`` (bool).
+
+        Only the rows whose UA claims a crawler (usually a small share) are matched to their
+        (IP, UA) verdict: joining every row on two string columns cost more than the rest of this.
+        """
+        ua = records.get_column("ua")
+        claimed = [u for u in ua.unique().drop_nulls().to_list() if self.claim(u) is not None]
         if not claimed:
             return records.with_columns(
                 crawler_claim=pl.lit(False), crawler_verified=pl.lit(None, pl.Boolean)
             )
-        pairs = records.filter(pl.col("ua").is_in(claimed)).select("ip", "ua").unique()
+        claim = ua.is_in(pl.Series(claimed, dtype=pl.String).implode()).fill_null(False)
+        rows = records.select("ip", "ua").filter(claim)
+        pairs = rows.unique()
         table = pairs.with_columns(
-            crawler_verified=pl.Series(
-                [self.check(ip, ua) for ip, ua in pairs.iter_rows()], dtype=pl.Boolean
-            ),
-            crawler_claim=pl.lit(True),
+            crawler_verified=pl.Series([self.check(ip, u) for ip, u in pairs.iter_rows()], dtype=pl.Boolean)
         )
-        return records.join(table, on=["ip", "ua"], how="left").with_columns(
-            pl.col("crawler_claim").fill_null(False)
-        )
+        found = rows.join(table, on=["ip", "ua"], how="left", nulls_equal=True, maintain_order="left")
+        verified = pl.repeat(None, records.height, dtype=pl.Boolean, eager=True).alias("crawler_verified")
+        verified = verified.scatter(claim.arg_true(), found.get_column("crawler_verified"))
+        return records.with_columns(verified, claim.alias("crawler_claim"))

@@ -26,6 +26,7 @@ Rules worth knowing (tested in ``tests/ingest/test_parse.py``):
 
 from __future__ import annotations
 
+import functools
 import io
 import ipaddress
 import logging
@@ -747,30 +748,39 @@ def _parse_ts(raw: pl.Series) -> pl.Series:
     return out
 
 
+@functools.lru_cache(maxsize=65_536)
+def _canonical_ip(value: str) -> str | None:
+    """An address as ``ipaddress`` writes it (IPv6 compressed, IPv4-mapped -> IPv4); None if it is
+    none. Cached: a gateway's IPv6 clients come back batch after batch (bounded: values are short)."""
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return str(addr)
+
+
 def _normalise_ips(s: pl.Series) -> pl.Series:
     """IPv4 checked by regex; only the unique other values go through ``ipaddress`` (IPv6 compressed,
     IPv4-mapped -> IPv4). Null where not an address."""
     distinct = s.unique()
-    if distinct.len() * 4 < s.len():  # the usual batch: few clients, many requests each
-        is_v4 = s.is_in(distinct.filter(distinct.str.contains(_IPV4_RE).fill_null(False)).implode())
-        is_v4 = is_v4.fill_null(False)
-    else:
-        is_v4 = s.str.contains(_IPV4_RE).fill_null(False)
-    if is_v4.all():
-        return s
-    others = s.filter(~is_v4 & s.is_not_null())
-    candidates = others.filter(others.str.contains(_IP_CANDIDATE_RE)).unique()
+    v4 = distinct.str.contains(_IPV4_RE).fill_null(False)
+    others = distinct.filter(~v4 & distinct.is_not_null())
+    candidates = others.filter(others.str.contains(_IP_CANDIDATE_RE))
     keys: list[str] = []
     values: list[str] = []
     for v in candidates.to_list():
-        try:
-            addr = ipaddress.ip_address(v)
-        except ValueError:
-            continue
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        keys.append(v)
-        values.append(str(addr))
+        addr = _canonical_ip(v)
+        if addr is not None:
+            keys.append(v)
+            values.append(addr)
+    if len(keys) == others.len() and keys == values:  # the usual batch: every address written as it should be
+        return s
+    if distinct.len() * 4 < s.len():  # few clients, many requests each
+        is_v4 = s.is_in(distinct.filter(v4).implode()).fill_null(False)
+    else:
+        is_v4 = s.str.contains(_IPV4_RE).fill_null(False)
     if not keys:
         return s.set(~is_v4, None)
     mapped = s.replace_strict(keys, values, default=None, return_dtype=pl.String)
@@ -852,18 +862,34 @@ def _normalise(raw: pl.DataFrame, rejects: list[_Rej]) -> pl.DataFrame:
     g = g.with_columns(_guard(_parse_ts, g.get_column("__ts_raw")).alias("ts"))
     g = g.with_columns(_guard(_normalise_ips, g.get_column("__ip_raw")).alias("ip"))
 
-    st_f = pl.col("__status_raw").cast(pl.Float64, strict=False)
-    b_raw = pl.col("__bytes_raw")
-    b_f = b_raw.cast(pl.Float64, strict=False)
-    bytes_val = pl.coalesce(
-        b_raw.cast(pl.Int64, strict=False),
-        pl.when(b_f.is_between(0, 9.0e18) & (b_f == b_f.floor())).then(b_f.cast(pl.Int64, strict=False)),
-    )
+    # status and bytes: integers as written, parsed as such; the float path (``"200.0"``, ``"1e3"``)
+    # only for a batch where some value is not (every integer parses to the same float)
+    st_raw, b_raw = pl.col("__status_raw"), pl.col("__bytes_raw")
+    st_i = st_raw.cast(pl.Int32, strict=False)
     g = _guard(
         g.with_columns,
-        pl.when(st_f.is_between(100, 599) & (st_f == st_f.floor())).then(st_f.cast(pl.Int32)).alias("status"),
-        bytes_val.alias("bytes"),
+        pl.when(st_i.is_between(100, 599)).then(st_i).alias("status"),
+        b_raw.cast(pl.Int64, strict=False).alias("bytes"),
     )
+    redo = (st_raw.is_not_null() & pl.col("status").is_null()) | (
+        b_raw.is_not_null() & pl.col("bytes").is_null()
+    )
+    if _guard(g.select, redo.any()).item():
+        st_f = st_raw.cast(pl.Float64, strict=False)
+        b_f = b_raw.cast(pl.Float64, strict=False)
+        g = _guard(
+            g.with_columns,
+            pl.coalesce(
+                pl.col("status"),
+                pl.when(st_f.is_between(100, 599) & (st_f == st_f.floor())).then(st_f.cast(pl.Int32)),
+            ),
+            pl.coalesce(
+                pl.col("bytes"),
+                pl.when(b_f.is_between(0, 9.0e18) & (b_f == b_f.floor())).then(
+                    b_f.cast(pl.Int64, strict=False)
+                ),
+            ),
+        )
     m, p, lat_c = pl.col("method"), pl.col("path"), pl.col("latency_ms")
     path_ok = p.str.contains(_PATH_RE) | ((m == "CONNECT") & p.str.contains(_AUTHORITY_RE))
     checks: list[tuple[pl.Expr, str, str]] = [

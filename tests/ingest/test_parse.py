@@ -206,6 +206,19 @@ def test_numbers_as_strings_and_strings_as_numbers() -> None:
     assert (rec["ts"], rec["status"], rec["bytes"]) == (TS, 200, 1000)
 
 
+def test_integer_and_float_spellings_in_one_batch() -> None:
+    """Integers are parsed as such; a batch holding one float spelling takes the float path for it
+    alone, and out-of-range values are rejected whichever path they took."""
+    spellings = [("200", "12"), ("200.0", "1e3"), (404, 0), ("700", "5"), ("599", "-1"), ("2e2", "7.0")]
+    lines = [jline(**ok(status=st, bytes=b)) for st, b in spellings]
+    result = parse(lines)
+    assert [(r.index, r.reason) for r in result.rejected] == [(3, "bad_status"), (4, "bad_field")]
+    got = result.records.select("status", "bytes").rows()
+    assert got == [(200, 12), (200, 1000), (404, 0), (200, 7)]
+    alone = parse(lines[:1] + lines[2:3]).records.select("status", "bytes").rows()  # integers only
+    assert alone == [(200, 12), (404, 0)]
+
+
 def test_canonical_names_win_over_aliases() -> None:
     line = jline(
         ts=TS,
@@ -947,6 +960,16 @@ def test_iso_utc_fast_path_reads_every_fraction_length_as_strptime_does(digits: 
     assert fast.to_list() == _strptime_epoch(s, _ISO_FMT).to_list()
     # a leap second is left to the general path
     assert _parse_iso_utc(pl.Series([*values, "2016-12-31T23:59:60Z"])) is None
+
+
+def test_ip_batch_written_canonically_is_kept_as_is() -> None:
+    from abuse_stream.ingest.parse import _normalise_ips
+
+    canonical = pl.Series(["2001:db8::1", "1.2.3.4", None, "fe80::1%eth0", "::1"] * 5)
+    assert _normalise_ips(canonical).to_list() == canonical.to_list()
+    # one value written otherwise: rewritten, and the rest as before
+    mixed = pl.Series([*canonical.to_list(), "2001:DB8::1", "::ffff:1.2.3.4", "nope"])
+    assert _normalise_ips(mixed).to_list() == [*canonical.to_list(), "2001:db8::1", "1.2.3.4", None]
 
 
 def test_ip_check_per_distinct_value_matches_per_row() -> None:
