@@ -793,9 +793,14 @@ def _spread_aggregate(
 ) -> pl.DataFrame:
     """:func:`window_aggregate`'s grouping for the judged ``steps`` in [lo, hi] (key, _step, sums...)."""
     first, last = _judged_steps(lo, hi, buckets_per_window)
-    spread = (
-        win.filter(first <= last)
-        .with_columns(_step=pl.int_ranges(first, last + 1))
+    # the (row, step) pairs first, then the rows gathered once: exploding the rows themselves, sets
+    # and all, and joining them copied every list twice (58k spread rows: 25 -> 17 ms)
+    pairs = (
+        win.select(
+            pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("_i"),
+            "key",
+            _step=pl.int_ranges(first, last + 1),
+        )
         .explode("_step")
         .join(
             steps.select("key", pl.col("bucket").alias("_step")),
@@ -803,7 +808,10 @@ def _spread_aggregate(
             how="inner",
             maintain_order="left",
         )
-        .with_columns(_back=pl.col("_step") - pl.col("bucket"))
+    )
+    rows = pairs.get_column("_i")
+    spread = win.gather(rows).with_columns(
+        pairs.get_column("_step"), _back=pairs.get_column("_step") - win.get_column("bucket").gather(rows)
     )
     # rows keep (key, bucket) order within each (key, step): the window's buckets oldest first
     inner = pl.col("joint").slice(1)  # the first row's gap points to a bucket outside the window
