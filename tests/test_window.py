@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from dataclasses import dataclass
@@ -387,6 +388,35 @@ def test_window_aggregate_in_step_ranges_equals_one_pass(monkeypatch):
     want = window_aggregate(closed, 6, 10.0, some)
     monkeypatch.setattr(window, "MAX_SPREAD_ROWS", 5)
     assert window_aggregate(closed, 6, 10.0, some).equals(want)
+
+
+@pytest.mark.parametrize("one_step_at_a_time", [False, True])
+def test_gaps_and_recent_counts_match_the_records_they_come_from(one_step_at_a_time, monkeypatch):
+    """Inter-arrival sums and the per-step request counts, worked out from the raw records by hand,
+    at every judged step: whether the steps are spread together or judged one at a time (the
+    shortcut a live close takes)."""
+    import abuse_stream.window as window
+    from abuse_stream.window import RECENT_STEPS, aggregate_records, close_buckets, merge_buckets
+
+    if one_step_at_a_time:
+        monkeypatch.setattr(window, "MAX_SPREAD_ROWS", 1)
+    bpw, step = 2, 10.0  # a window shorter than the traffic: it leaves a client's older buckets out
+    recs = enriched(_tangled_records(seed=8))
+    closed = close_buckets(merge_buckets([aggregate_records(recs, step, 4)], 4))
+    got = window.window_aggregate(closed, bpw, step)
+    times: dict[str, list[tuple[int, int]]] = {}
+    for key, ts in recs.select("key", "ts").iter_rows():
+        times.setdefault(key, []).append((int(ts // step), round(ts * 1000)))
+    assert got.height >= 12 and recs["ts"].max() - recs["ts"].min() > bpw * step
+    for row in got.iter_rows(named=True):
+        b = row["bucket"]
+        mine = sorted(t for k, t in times[row["key"]] if b - bpw < k <= b)
+        gaps = [y - x for x, y in itertools.pairwise(mine)]
+        assert row["gap_n"] == len(gaps) and row["n"] == len(mine)
+        assert row["gap_sum"] == sum(gaps) * 0.001
+        assert row["gap_sq"] == sum(g * g for g in gaps) * 0.000_001
+        per_step = [sum(1 for k, _ in times[row["key"]] if k == b - i) for i in range(bpw)]
+        assert row["recent_counts"] == ([0] * RECENT_STEPS + per_step[::-1])[-RECENT_STEPS:]
 
 
 def test_campaigns_count_a_client_at_every_judged_step_whose_window_holds_its_failures():
