@@ -255,19 +255,46 @@ def merge_buckets(frames: list[pl.DataFrame], max_paths: int) -> pl.DataFrame:
 
 def close_buckets(frame: pl.DataFrame) -> pl.DataFrame:
     """Open buckets (:data:`OPEN_SCHEMA`) -> closed ones (:data:`BUCKET_SCHEMA`): the gaps between
-    consecutive requests (ms) summed, the ``TOP_ENDPOINTS`` endpoints kept (ties by name)."""
-    gaps = pl.col("ts_ms").list.diff(null_behavior="drop")
+    consecutive requests (ms) summed, the ``TOP_ENDPOINTS`` endpoints kept (ties by name).
+
+    No per-row list expression (polars runs those row by row: 86k buckets, 0.2 s): the gaps add up to
+    the last time less the first, their squares are summed over all lists at once, and only buckets
+    with more than one endpoint have theirs sorted."""
+    times = pl.col("ts_ms")
     ep = pl.element().struct
-    return frame.with_columns(
-        gap_sum=gaps.list.sum(),
-        gap_sq=gaps.list.eval(pl.element() * pl.element()).list.sum(),
-        gap_n=pl.col("ts_ms").list.len().cast(pl.Int64) - 1,
-        top_endpoints=pl.col("top_endpoints").list.eval(
-            pl.element()
-            .sort_by(ep.field("n"), ep.field("endpoint"), descending=[True, False])
-            .head(TOP_ENDPOINTS)
-        ),
-    ).select([pl.col(c).cast(t) for c, t in BUCKET_SCHEMA.items()])
+    top = pl.col("top_endpoints").list.eval(
+        pl.element()
+        .sort_by(ep.field("n"), ep.field("endpoint"), descending=[True, False])
+        .head(TOP_ENDPOINTS)
+    )
+    row = pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("_row")
+    several = (
+        frame.select(row, "top_endpoints")
+        .filter(pl.col("top_endpoints").list.len() > 1)
+        .select("_row", top.alias("_top"))
+    )
+    return (
+        frame.with_columns(
+            row,
+            gap_sum=(times.list.last() - times.list.first()).fill_null(0),
+            gap_sq=_gap_squares(frame.get_column("ts_ms")),
+            gap_n=times.list.len().cast(pl.Int64) - 1,
+        )
+        .join(several, on="_row", how="left", maintain_order="left")
+        .with_columns(top_endpoints=pl.coalesce("_top", "top_endpoints"))
+        .select([pl.col(c).cast(t) for c, t in BUCKET_SCHEMA.items()])
+    )
+
+
+def _gap_squares(times: pl.Series) -> pl.Series:
+    """Per list of sorted times, the sum of the squared gaps between neighbours (0 for one time)."""
+    lens = times.list.len().fill_null(0).cast(pl.Int64)
+    starts = lens.cum_sum() - lens
+    flat = times.explode(keep_nulls=False, empty_as_null=False)
+    gaps = flat.diff().fill_null(0)
+    squares = (gaps * gaps).scatter(starts.filter(lens > 0), 0)  # a list's first time has no gap
+    total = pl.concat([pl.Series([0], dtype=pl.Int64), squares.cum_sum()])
+    return total.gather(starts + lens) - total.gather(starts)
 
 
 @dataclass

@@ -469,3 +469,27 @@ def test_campaigns_count_a_client_at_every_judged_step_whose_window_holds_its_fa
             step
         )
     assert set(got["bucket"].to_list()) <= set(judged)
+
+
+def test_closed_buckets_keep_the_busiest_endpoints_ties_by_name():
+    """Whatever the number of endpoints a bucket saw (one, a few, more than are kept), the closed
+    bucket keeps the busiest first, ties by name, at most TOP_ENDPOINTS."""
+    from abuse_stream.window import TOP_ENDPOINTS, aggregate_records, close_buckets
+
+    counts = {
+        "1.1.1.1": {"/solo": 2},
+        "2.2.2.2": {"/cart": 3, "/about": 1, "/basket": 3},
+        "3.3.3.3": {f"/page{c}": n for c, n in zip("abcdefg", [1, 4, 2, 4, 1, 3, 2], strict=True)},
+    }
+    rows = [
+        record(T0 + 0.1 * i, ip, path=path)
+        for ip, paths in counts.items()
+        for path, n in paths.items()
+        for i in range(n)
+    ]
+    closed = close_buckets(aggregate_records(enriched(frame(rows)), 10.0, 8))
+    for ip, paths in counts.items():
+        want = sorted(((f"GET {p}", n) for p, n in paths.items()), key=lambda kv: (-kv[1], kv[0]))
+        want = want[:TOP_ENDPOINTS]
+        got = closed.filter(pl.col("key") == ip)["top_endpoints"].item().to_list()
+        assert [(e["endpoint"], e["n"]) for e in got] == want, ip
